@@ -1,0 +1,340 @@
+"""HTTP side of the simulator: the v2 endpoints the streamer uses, rate limits, faults, controls.
+
+Endpoints: ``GET /2/users/by``, ``GET /2/users/:id/tweets`` (since_id, pagination_token,
+max_results, the 3,200 cap), with ``x-rate-limit-*`` headers. Faults are either scripted (the
+next N answers, for exact tests) or random with a probability (for soak runs and the demo).
+Controls under ``/_sim/``: generate tweets, list every id generated or served, script faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from simulator.world import World
+
+FAULTS = ("429", "500", "503", "502html", "malformed", "slow", "disconnect", "partial_json")
+
+
+@dataclass
+class RateWindow:
+    limit: int
+    window_s: float
+    used: int = 0
+    reset_at: float = 0.0
+
+    def take(self) -> tuple[bool, dict[str, str]]:
+        now = time.time()
+        if now >= self.reset_at:
+            self.used, self.reset_at = 0, now + self.window_s
+        allowed = self.used < self.limit
+        if allowed:
+            self.used += 1
+        headers = {
+            "x-rate-limit-limit": str(self.limit),
+            "x-rate-limit-remaining": str(max(0, self.limit - self.used)),
+            "x-rate-limit-reset": str(int(self.reset_at + 0.999)),
+        }
+        return allowed, headers
+
+
+@dataclass
+class Faults:
+    scripted: deque[str] = field(default_factory=deque)
+    probabilities: dict[str, float] = field(default_factory=dict)
+    slow_s: float = 3.0
+    injected: dict[str, int] = field(default_factory=dict)
+
+    def draw(self, rng: random.Random) -> str | None:
+        fault = self.scripted.popleft() if self.scripted else None
+        if fault is None:
+            for name, p in self.probabilities.items():
+                if rng.random() < p:
+                    fault = name
+                    break
+        if fault:
+            self.injected[fault] = self.injected.get(fault, 0) + 1
+        return fault
+
+
+def _problem(status: int, title: str, detail: str) -> web.Response:
+    return web.json_response({"title": title, "detail": detail, "type": "about:blank", "status": status}, status=status)
+
+
+class Simulator:
+    def __init__(
+        self,
+        world: World,
+        *,
+        rate_limit: int = 900,
+        window_s: float = 900.0,
+        faults: Faults | None = None,
+        require_auth: bool = True,
+    ) -> None:
+        self.world = world
+        self.faults = faults or Faults()
+        self.require_auth = require_auth
+        self._rate = {"users_by": RateWindow(rate_limit, window_s), "timeline": RateWindow(rate_limit, window_s)}
+        self._rng = random.Random(world.rng.random())
+        self.served: dict[str, set[str]] = {}
+        self.requests = 0
+        self.auth_seen: set[str] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/2/users/by", self.users_by)
+        app.router.add_get("/2/users/{id}/tweets", self.timeline)
+        app.router.add_get("/_sim/ids", self.ctl_ids)
+        app.router.add_get("/_sim/served", self.ctl_served)
+        app.router.add_get("/_sim/stats", self.ctl_stats)
+        app.router.add_post("/_sim/generate", self.ctl_generate)
+        app.router.add_post("/_sim/faults", self.ctl_faults)
+        app.router.add_post("/_sim/suspend", self.ctl_suspend)
+        return app
+
+    async def _gate(self, request: web.Request, bucket: str) -> tuple[web.StreamResponse | None, dict[str, str]]:
+        """Auth, rate limit and fault injection shared by the API endpoints."""
+        self.requests += 1
+        auth = request.headers.get("Authorization", "")
+        if self.require_auth and not auth.startswith(("Bearer ", "OAuth ")):
+            return _problem(401, "Unauthorized", "Unauthorized"), {}
+        self.auth_seen.add(auth.split(" ", 1)[0])
+        allowed, headers = self._rate[bucket].take()
+        fault = self.faults.draw(self._rng)
+        if not allowed or fault == "429":
+            response = _problem(429, "Too Many Requests", "Too Many Requests")
+            response.headers.update(headers)
+            if fault == "429":
+                response.headers["x-rate-limit-remaining"] = "0"
+                response.headers["x-rate-limit-reset"] = str(int(time.time()) + 1)
+            return response, headers
+        if fault in ("500", "503"):
+            return _problem(int(fault), "Service Unavailable", "Internal error, try again"), headers
+        if fault == "502html":
+            return web.Response(
+                status=502, text="<html><body>Bad Gateway</body></html>", content_type="text/html"
+            ), headers
+        if fault == "slow":
+            await asyncio.sleep(self.faults.slow_s)
+        if fault == "disconnect":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500), headers
+        if fault in ("malformed", "partial_json"):
+            text = '{"data": [{"id": "1", "text": "trunc' if fault == "partial_json" else "<<not json>>"
+            return web.Response(status=200, text=text, content_type="application/json", headers=headers), headers
+        return None, headers
+
+    async def users_by(self, request: web.Request) -> web.StreamResponse:
+        early, headers = await self._gate(request, "users_by")
+        if early is not None:
+            return early
+        names = [n for n in request.query.get("usernames", "").split(",") if n]
+        data, errors = [], []
+        with self.world.lock:
+            for name in names:
+                account = self.world.by_username.get(name.lower())
+                if account is None:
+                    errors.append(
+                        {
+                            "value": name,
+                            "detail": f"Could not find user with usernames: [{name}].",
+                            "title": "Not Found Error",
+                            "resource_type": "user",
+                            "parameter": "usernames",
+                            "resource_id": name,
+                            "type": "https://api.twitter.com/2/problems/resource-not-found",
+                        }
+                    )
+                elif account.suspended:
+                    errors.append(
+                        {
+                            "value": name,
+                            "detail": f"User has been suspended: [{name}].",
+                            "title": "Forbidden",
+                            "resource_type": "user",
+                            "parameter": "usernames",
+                            "resource_id": name,
+                            "type": "https://api.twitter.com/2/problems/resource-not-found",
+                        }
+                    )
+                else:
+                    data.append(account.profile(self.world.rng))
+        body: dict[str, Any] = {}
+        if data:
+            body["data"] = data
+        if errors:
+            body["errors"] = errors
+        return web.json_response(body, headers=headers)
+
+    async def timeline(self, request: web.Request) -> web.StreamResponse:
+        early, headers = await self._gate(request, "timeline")
+        if early is not None:
+            return early
+        account = self.world.accounts.get(request.match_info["id"])
+        if account is None:
+            return _problem(404, "Not Found Error", "Could not find user")
+        if account.suspended:
+            return _problem(403, "Forbidden", f"User has been suspended: [{account.username}].")
+        query = request.query
+        try:
+            max_results = min(100, max(5, int(query.get("max_results", "10"))))
+            since = int(query["since_id"]) if query.get("since_id") else 0
+            until = int(query["pagination_token"][1:], 36) if query.get("pagination_token") else None
+        except ValueError:
+            return _problem(400, "Invalid Request", "One or more parameters to your request was invalid.")
+        with self.world.lock:
+            window = account.tweets[-self.world.timeline_cap :]
+            newest_first = [
+                t for t in reversed(window) if int(t["id"]) > since and (until is None or int(t["id"]) < until)
+            ]
+            page = newest_first[:max_results]
+            body = self._page_body(account, page, more=len(newest_first) > len(page))
+        self.served.setdefault(account.username, set()).update(t["id"] for t in page)
+        return web.json_response(body, headers=headers)
+
+    def _page_body(self, account: Any, page: list[dict[str, Any]], *, more: bool) -> dict[str, Any]:
+        meta: dict[str, Any] = {"result_count": len(page)}
+        if not page:
+            return {"meta": meta}
+        meta.update(newest_id=page[0]["id"], oldest_id=page[-1]["id"])
+        if more:
+            meta["next_token"] = "p" + _base36(int(page[-1]["id"]))
+        tweets_out, users, media, polls, places, refs, errors = [], set(), [], [], [], {}, []
+        for tweet in page:
+            clean = {k: v for k, v in tweet.items() if not k.startswith("_")}
+            tweets_out.append(clean)
+            users.add(tweet["author_id"])
+            if tweet.get("in_reply_to_user_id"):
+                users.add(tweet["in_reply_to_user_id"])
+            users.update(m["id"] for m in tweet.get("entities", {}).get("mentions", []))
+            if "_media" in tweet:
+                media.append(tweet["_media"])
+            if "_poll" in tweet:
+                polls.append(tweet["_poll"])
+            if "geo" in tweet:
+                from simulator.world import PLACES
+
+                places.extend(p for p in PLACES if p["id"] == tweet["geo"]["place_id"])
+            for ref in tweet.get("referenced_tweets", []):
+                target = self.world.tweet_by_id(account, ref["id"])
+                if target is None:
+                    errors.append(
+                        {
+                            "value": ref["id"],
+                            "detail": f"Could not find tweet with referenced_tweets.id: [{ref['id']}].",
+                            "title": "Not Found Error",
+                            "resource_type": "tweet",
+                            "parameter": "referenced_tweets.id",
+                            "resource_id": ref["id"],
+                            "type": "https://api.twitter.com/2/problems/resource-not-found",
+                        }
+                    )
+                else:
+                    refs[target["id"]] = {k: v for k, v in target.items() if not k.startswith("_")}
+                    users.add(target["author_id"])
+        includes: dict[str, Any] = {"users": self.world.user_objects(users)}
+        for key, values in (("tweets", list(refs.values())), ("media", media), ("polls", polls), ("places", places)):
+            if values:
+                includes[key] = values
+        body: dict[str, Any] = {"data": tweets_out, "includes": includes, "meta": meta}
+        if errors:
+            body["errors"] = errors
+        return body
+
+    async def ctl_ids(self, _: web.Request) -> web.Response:
+        return web.json_response(self.world.all_ids())
+
+    async def ctl_served(self, _: web.Request) -> web.Response:
+        return web.json_response({k: sorted(v) for k, v in self.served.items()})
+
+    async def ctl_stats(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {"requests": self.requests, "faults_injected": self.faults.injected, "auth_schemes": sorted(self.auth_seen)}
+        )
+
+    async def ctl_generate(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        ids = self.world.generate(int(body.get("count", 1)), body.get("username"))
+        return web.json_response({"generated": ids})
+
+    async def ctl_faults(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        for fault in body.get("next", []):
+            if fault not in FAULTS:
+                return web.json_response({"error": f"unknown fault {fault!r}"}, status=400)
+            self.faults.scripted.append(fault)
+        if "probabilities" in body:
+            self.faults.probabilities = {k: float(v) for k, v in body["probabilities"].items()}
+        if "slow_s" in body:
+            self.faults.slow_s = float(body["slow_s"])
+        return web.json_response({"scripted": list(self.faults.scripted), "probabilities": self.faults.probabilities})
+
+    async def ctl_suspend(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        account = self.world.by_username[body["username"].lower()]
+        account.suspended = bool(body.get("suspended", True))
+        return web.json_response({"username": account.username, "suspended": account.suspended})
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while number:
+        number, rem = divmod(number, 36)
+        out = digits[rem] + out
+    return out or "0"
+
+
+class SimulatorThread:
+    """Runs a simulator on its own event loop in a thread: handy for tests and the demo."""
+
+    def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0, tweets_per_s: float = 0.0) -> None:
+        self.simulator = simulator
+        self._host, self._port = host, port
+        self._tweets_per_s = tweets_per_s
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="x-simulator", daemon=True)
+        self.url = ""
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.simulator.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://{self._host}:{port}"
+        if self._tweets_per_s > 0:
+            self._ticker = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            count = int(self._tweets_per_s) + (1 if random.random() < self._tweets_per_s % 1 else 0)
+            if count:
+                self.simulator.world.generate(count)
+
+    def start(self) -> SimulatorThread:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -1,0 +1,80 @@
+"""Groups items into batches that close on count, bytes, age or a change of hour.
+
+Closing at the hour boundary keeps every landed file inside one collection-hour partition,
+so the compactor can take an hour's files as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from streamer.items import FLUSH, Batch, Flush, Item
+from tweetlake.landing import Hour
+
+
+class Batcher:
+    def __init__(
+        self,
+        items: asyncio.Queue[Item | Flush],
+        batches: asyncio.Queue[Batch | Flush],
+        *,
+        max_records: int,
+        max_bytes: int,
+        max_age_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._items = items
+        self._batches = batches
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._open: dict[str, Batch] = {}
+
+    def _next_deadline(self) -> float | None:
+        if not self._open:
+            return None
+        return min(b.opened_at for b in self._open.values()) + self._max_age_s - self._clock()
+
+    async def _emit(self, stream: str) -> None:
+        batch = self._open.pop(stream)
+        await self._batches.put(batch)
+
+    async def _emit_aged(self) -> None:
+        now = self._clock()
+        for stream in [s for s, b in self._open.items() if now - b.opened_at >= self._max_age_s]:
+            await self._emit(stream)
+
+    async def run(self) -> None:
+        while True:
+            deadline = self._next_deadline()
+            try:
+                async with asyncio.timeout(max(deadline, 0) if deadline is not None else None):
+                    item = await self._items.get()
+            except TimeoutError:
+                await self._emit_aged()
+                continue
+            if isinstance(item, Flush):
+                for stream in list(self._open):
+                    await self._emit(stream)
+                await self._batches.put(FLUSH)
+                return
+            await self.add(item)
+
+    async def add(self, item: Item) -> None:
+        hour = Hour.of(item.collected_at)
+        batch = self._open.get(item.stream)
+        if batch is not None and (batch.hour != hour or batch.nbytes + len(item.line) > self._max_bytes):
+            await self._emit(item.stream)
+            batch = None
+        if batch is None:
+            batch = self._open[item.stream] = Batch(item.stream, hour, self._clock())
+        batch.add(item)
+        if (
+            len(batch.lines) >= self._max_records
+            or batch.nbytes >= self._max_bytes
+            or self._clock() - batch.opened_at >= self._max_age_s
+        ):
+            await self._emit(item.stream)

@@ -1,0 +1,61 @@
+"""What flows between the daemon's components."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from tweetlake.landing import Hour
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One landed line as a source hands it on, already encoded."""
+
+    stream: str
+    line: bytes
+    collected_at: datetime
+    account_id: str
+    tweet_id: int | None = None  # set on tweets: what checkpoints are made of
+
+
+@dataclass
+class Batch:
+    stream: str
+    hour: Hour
+    opened_at: float
+    lines: list[bytes] = field(default_factory=list)
+    nbytes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    max_ids: dict[str, int] = field(default_factory=dict)
+
+    def add(self, item: Item) -> None:
+        self.lines.append(item.line)
+        self.nbytes += len(item.line)
+        self.counts[item.account_id] = self.counts.get(item.account_id, 0) + 1
+        if item.tweet_id is not None and item.tweet_id > self.max_ids.get(item.account_id, 0):
+            self.max_ids[item.account_id] = item.tweet_id
+
+
+@dataclass(frozen=True)
+class SpooledBatch:
+    """A batch that is durable on local disk and waits for its upload."""
+
+    path: Path
+    seq: int
+    stream: str
+    hour: Hour
+    size: int
+    counts: dict[str, int]
+    max_ids: dict[str, int]
+
+
+class Flush:
+    """Sentinel sent down the queues at shutdown: flush what you hold, pass it on, stop."""
+
+    def __repr__(self) -> str:
+        return "FLUSH"
+
+
+FLUSH = Flush()

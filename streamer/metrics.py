@@ -1,0 +1,67 @@
+"""Prometheus metrics of the daemon, on a registry of its own so tests can run many daemons."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.tweets_collected = Counter(
+            "tweetlake_tweets_collected_total", "Tweets handed on by a source", ["account"], registry=r
+        )
+        self.tweets_landed = Counter(
+            "tweetlake_tweets_landed_total", "Tweets confirmed in the landing zone", ["account"], registry=r
+        )
+        self.api_errors_landed = Counter(
+            "tweetlake_api_partial_errors_total",
+            "API 'errors' entries kept in the errors stream",
+            ["account"],
+            registry=r,
+        )
+        self.batches_spooled = Counter(
+            "tweetlake_batches_spooled_total", "Batches fsynced to the spool", ["stream"], registry=r
+        )
+        self.batches_uploaded = Counter(
+            "tweetlake_batches_uploaded_total", "Batches confirmed by the sink", ["stream"], registry=r
+        )
+        self.upload_failures = Counter(
+            "tweetlake_upload_failures_total", "Failed upload attempts (retried)", registry=r
+        )
+        self.spool_failures = Counter(
+            "tweetlake_spool_write_failures_total", "Failed spool writes (retried)", registry=r
+        )
+        self.upload_seconds = Histogram("tweetlake_upload_seconds", "Latency of one confirmed upload", registry=r)
+        self.spool_bytes = Gauge("tweetlake_spool_bytes", "Bytes waiting in the local spool", registry=r)
+        self.spool_files = Gauge("tweetlake_spool_files", "Files waiting in the local spool", registry=r)
+        self.backpressure = Gauge("tweetlake_backpressure", "1 while collection is paused by a full spool", registry=r)
+        self.api_requests = Counter(
+            "tweetlake_api_requests_total", "X API requests by endpoint and status", ["endpoint", "status"], registry=r
+        )
+        self.api_failures = Counter(
+            "tweetlake_api_failures_total", "X API failures by kind (retried)", ["kind"], registry=r
+        )
+        self.rate_limited = Counter(
+            "tweetlake_rate_limited_total", "429 answers from the X API", ["endpoint"], registry=r
+        )
+        self.rate_limit_wait = Counter(
+            "tweetlake_rate_limit_wait_seconds_total", "Seconds spent waiting for rate limits", ["endpoint"], registry=r
+        )
+        self.account_errors = Counter(
+            "tweetlake_account_errors_total",
+            "Accounts skipped for a round (suspended, protected, not found)",
+            ["account", "reason"],
+            registry=r,
+        )
+        self.timeline_gaps = Counter(
+            "tweetlake_timeline_gaps_total", "Timeline ranges the API could no longer serve", ["account"], registry=r
+        )
+        self.last_success = Gauge(
+            "tweetlake_last_success_timestamp_seconds", "Unix time of the last success", ["what"], registry=r
+        )
+
+    def mark_success(self, what: str) -> None:
+        self.last_success.labels(what).set(time.time())

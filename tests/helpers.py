@@ -1,0 +1,158 @@
+"""Helpers the tests share: config files, a daemon in a subprocess, reading the landing zone."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "tl-test-bearer-5f0c1d9e8a7b"
+
+
+def write_config(path: Path, *, base_url: str, landing_uri: str, state_dir: Path, endpoint_url: str = "",
+                 users: tuple[str, ...] = ("XDevelopers", "NASA", "tweetlake_demo"), extra: str = "",
+                 **batch: Any) -> Path:
+    max_records = batch.get("max_records", 50)
+    max_age_s = batch.get("max_age_s", 0.5)
+    path.write_text(f"""
+[x_api]
+base_url = "{base_url}"
+timeout_s = 2
+[collect]
+mode = "poll"
+users = {json.dumps(list(users))}
+poll_interval_s = {batch.get("poll_interval_s", 0.3)}
+writer_id = "test-writer"
+[landing]
+uri = "{landing_uri}"
+endpoint_url = "{endpoint_url}"
+[batch]
+max_records = {max_records}
+max_bytes = {batch.get("max_bytes", 8_000_000)}
+max_age_s = {max_age_s}
+[state]
+dir = "{state_dir}"
+max_spool_bytes = {batch.get("max_spool_bytes", 2_000_000_000)}
+[metrics]
+port = 0
+[service]
+shutdown_timeout_s = {batch.get("shutdown_timeout_s", 15)}
+{extra}
+""")
+    return path
+
+
+class Daemon:
+    """The real daemon (``python -m streamer run``) in a subprocess, logs captured to a file."""
+
+    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.env = {**os.environ, "X_BEARER_TOKEN": SECRET, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        handle = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "run", "--config", str(self.config), "--log-format", "json"],
+            cwd=REPO, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+        )
+        handle.close()
+        return self
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                out.append({"event": "_raw", "line": line})
+        return out
+
+    def wait_event(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for event in reversed(self.events()):
+                if event.get("event") == name:
+                    return event
+            assert self.proc and self.proc.poll() is None, f"daemon exited: {self.log_path.read_text()[-3000:]}"
+            time.sleep(0.1)
+        raise AssertionError(f"no {name} event within {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def metrics_port(self) -> int:
+        return int(self.wait_event("started")["metrics_port"])
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port()}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.proc
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def sim_post(sim_url: str, path: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(f"{sim_url}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def sim_get(sim_url: str, path: str) -> Any:
+    with urllib.request.urlopen(f"{sim_url}{path}", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def landed_lines_s3(endpoint: str, bucket: str, prefix: str, stream: str = "tweets") -> list[dict[str, Any]]:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    lines = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{stream}/"):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            lines.extend(json.loads(line) for line in gzip.decompress(body).splitlines())
+    return lines
+
+
+def landed_lines_local(root: Path, stream: str = "tweets") -> list[dict[str, Any]]:
+    lines = []
+    for path in sorted((root / stream).rglob("*.ndjson.gz")):
+        lines.extend(json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines())
+    return lines
+
+
+def tweet_id_counts(lines: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(line["tweet"]["id"] for line in lines)
+
+
+def all_generated(sim_url: str) -> set[str]:
+    return {tweet_id for ids in sim_get(sim_url, "/_sim/ids").values() for tweet_id in ids}
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.2, message: str = "") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s: {message}")

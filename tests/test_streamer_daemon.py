@@ -1,0 +1,138 @@
+"""The real daemon process against the simulator (tweepy over HTTP) and moto's S3 server."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from tests.helpers import (
+    SECRET,
+    Daemon,
+    all_generated,
+    landed_lines_s3,
+    sim_get,
+    sim_post,
+    tweet_id_counts,
+    wait_until,
+    write_config,
+)
+
+
+def _landing(bucket: str) -> str:
+    return f"s3://{bucket}/lake/landing"
+
+
+def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_endpoint, bucket):
+    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
+                          endpoint_url=s3_endpoint, state_dir=tmp_path / "state")
+    daemon = Daemon(config, tmp_path / "daemon.log").start()
+    daemon.wait_event("poll_done")
+    sim_post(sim.url, "/_sim/generate", {"count": 30})
+    expected = all_generated(sim.url)
+    wait_until(lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
+               timeout=30, message="all generated tweets landed")
+    # tweets still in the open batch at SIGTERM are flushed, not dropped
+    sim_post(sim.url, "/_sim/generate", {"count": 7, "username": "NASA"})
+    time.sleep(0.6)
+    started = time.monotonic()
+    assert daemon.terminate() == 0
+    assert time.monotonic() - started < 15
+    lines = landed_lines_s3(s3_endpoint, bucket, "lake/landing")
+    counts = tweet_id_counts(lines)
+    assert set(counts) == all_generated(sim.url)
+    assert max(counts.values()) == 1, "a tweet landed twice"
+    line = lines[0]
+    assert set(line) >= {"v", "tweet", "includes", "collected_at", "collected_via", "account"}
+    assert line["collected_via"] == "poll:users_tweets"
+    assert line["tweet"]["author_id"] in {u["id"] for u in line["includes"]["users"]}
+    # partial API errors (deleted reply targets) are kept in the errors stream
+    errors = landed_lines_s3(s3_endpoint, bucket, "lake/landing", stream="errors")
+    assert any(e["error"].get("title") == "Not Found Error" for e in errors)
+    # the secret appears nowhere: logs, landing files, state
+    log_text = daemon.log_path.read_text()
+    assert SECRET not in log_text
+    assert all(SECRET not in str(x) for x in lines + errors)
+    assert SECRET not in (tmp_path / "state" / "state.json").read_text()
+    events = {e.get("event") for e in daemon.events()}
+    assert {"started", "poll_done", "batch_spooled", "batch_uploaded", "stopping", "stopped"} <= events
+
+
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_endpoint, bucket):
+    rng = random.Random(20261125)
+    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
+                          endpoint_url=s3_endpoint, state_dir=tmp_path / "state", max_records=7, max_age_s=0.2,
+                          poll_interval_s=0.1)
+    log = tmp_path / "daemon.log"
+    for _round in range(5):
+        daemon = Daemon(config, log).start()
+        sim_post(sim.url, "/_sim/generate", {"count": rng.randint(20, 60)})
+        time.sleep(rng.uniform(0.3, 2.0))
+        daemon.kill()
+    daemon = Daemon(config, log).start()
+    expected = all_generated(sim.url)
+    wait_until(lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) >= expected,
+               timeout=40, message="catch-up after kills")
+    assert daemon.terminate() == 0
+    counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
+    assert set(counts) == expected
+    duplicated = {k: v for k, v in counts.items() if v > 1}
+    assert not duplicated, f"duplicated after kill -9: {list(duplicated)[:5]}"
+
+
+def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_endpoint, bucket):
+    """Landing points at a port where S3 is down; later the same daemon's spool drains to S3."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outage_endpoint = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
+                          endpoint_url=outage_endpoint, state_dir=tmp_path / "state", max_records=10,
+                          max_bytes=20_000, max_spool_bytes=20_000)
+    daemon = Daemon(config, tmp_path / "daemon.log").start()
+    daemon.wait_event("upload_failed")
+    daemon.wait_event("backpressure_on")
+    _, metrics = daemon.get("/metrics")
+    assert "tweetlake_backpressure 1.0" in metrics
+    assert "tweetlake_upload_failures_total" in metrics
+    status, _ = daemon.get("/healthz")
+    assert status in (200, 503)
+    # S3 comes back on the same port (moto keeps its state in-process: the bucket exists there too)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        sim_post(sim.url, "/_sim/generate", {"count": 15})
+        expected = all_generated(sim.url)
+        wait_until(lambda: set(tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))) == expected,
+                   timeout=60, message="spool drained after the outage")
+        assert daemon.terminate() == 0
+        counts = tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))
+        assert set(counts) == expected and max(counts.values()) == 1
+        assert "backpressure_off" in {e.get("event") for e in daemon.events()}
+    finally:
+        server.stop()
+
+
+def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpoint, bucket):
+    # "slow" stalls past the client's 2 s timeout: a network-level failure
+    sim_post(sim.url, "/_sim/faults", {"next": ["429", "500", "502html", "malformed", "slow", "429"], "slow_s": 2.5})
+    sim_post(sim.url, "/_sim/suspend", {"username": "tweetlake_demo"})
+    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
+                          endpoint_url=s3_endpoint, state_dir=tmp_path / "state")
+    daemon = Daemon(config, tmp_path / "daemon.log").start()
+    ids = {k: set(v) for k, v in sim_get(sim.url, "/_sim/ids").items()}
+    expected = ids["XDevelopers"] | ids["NASA"]
+    wait_until(lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
+               timeout=60, message="healthy accounts landed despite faults")
+    _, metrics = daemon.get("/metrics")
+    assert daemon.terminate() == 0
+    for needle in ('tweetlake_rate_limited_total{endpoint=', 'kind="server_error"', 'kind="malformed_response"',
+                   'kind="network"', 'tweetlake_account_errors_total{account="tweetlake_demo"'):
+        assert needle in metrics, needle
+    events = [e.get("event") for e in daemon.events()]
+    assert "rate_limited" in events and "api_retry" in events and "account_unavailable" in events
+    counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
+    assert max(counts.values()) == 1

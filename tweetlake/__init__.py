@@ -1,0 +1,1 @@
+"""Shared core of tweetlake: the config, the landing contract and logging used by both halves."""
