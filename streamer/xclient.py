@@ -95,12 +95,12 @@ PLACE_FIELDS = ["contained_within", "country", "country_code", "full_name", "geo
 POLL_FIELDS = ["duration_minutes", "end_datetime", "id", "options", "voting_status"]
 MAX_RESULTS = 100
 
-_ROUTE_IDS = re.compile(r"/\d+(?=/|$)")
+_ROUTE_IDS = re.compile(r"(?<=/users/)\d+(?=/|$)")
 
 
 def endpoint_of(path: str) -> str:
     """``/2/users/123/tweets`` -> ``/2/users/:id/tweets``: a label with bounded cardinality."""
-    return _ROUTE_IDS.sub("/:id", path)
+    return _ROUTE_IDS.sub(":id", path)
 
 
 class ApiError(Exception):

@@ -20,9 +20,17 @@ REPO = Path(__file__).resolve().parent.parent
 SECRET = "tl-test-bearer-5f0c1d9e8a7b"
 
 
-def write_config(path: Path, *, base_url: str, landing_uri: str, state_dir: Path, endpoint_url: str = "",
-                 users: tuple[str, ...] = ("XDevelopers", "NASA", "tweetlake_demo"), extra: str = "",
-                 **batch: Any) -> Path:
+def write_config(
+    path: Path,
+    *,
+    base_url: str,
+    landing_uri: str,
+    state_dir: Path,
+    endpoint_url: str = "",
+    users: tuple[str, ...] = ("XDevelopers", "NASA", "tweetlake_demo"),
+    extra: str = "",
+    **batch: Any,
+) -> Path:
     max_records = batch.get("max_records", 50)
     max_age_s = batch.get("max_age_s", 0.5)
     path.write_text(f"""
@@ -66,7 +74,10 @@ class Daemon:
         handle = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamer", "run", "--config", str(self.config), "--log-format", "json"],
-            cwd=REPO, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
         handle.close()
         return self
@@ -112,8 +123,9 @@ class Daemon:
 
 
 def sim_post(sim_url: str, path: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(f"{sim_url}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        f"{sim_url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 

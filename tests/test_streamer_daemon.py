@@ -23,14 +23,22 @@ def _landing(bucket: str) -> str:
 
 
 def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_endpoint, bucket):
-    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
-                          endpoint_url=s3_endpoint, state_dir=tmp_path / "state")
+    config = write_config(
+        tmp_path / "c.toml",
+        base_url=sim.url,
+        landing_uri=_landing(bucket),
+        endpoint_url=s3_endpoint,
+        state_dir=tmp_path / "state",
+    )
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("poll_done")
     sim_post(sim.url, "/_sim/generate", {"count": 30})
     expected = all_generated(sim.url)
-    wait_until(lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
-               timeout=30, message="all generated tweets landed")
+    wait_until(
+        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
+        timeout=30,
+        message="all generated tweets landed",
+    )
     # tweets still in the open batch at SIGTERM are flushed, not dropped
     sim_post(sim.url, "/_sim/generate", {"count": 7, "username": "NASA"})
     time.sleep(0.6)
@@ -59,9 +67,16 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_endpoint, bucket):
     rng = random.Random(20261125)
-    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
-                          endpoint_url=s3_endpoint, state_dir=tmp_path / "state", max_records=7, max_age_s=0.2,
-                          poll_interval_s=0.1)
+    config = write_config(
+        tmp_path / "c.toml",
+        base_url=sim.url,
+        landing_uri=_landing(bucket),
+        endpoint_url=s3_endpoint,
+        state_dir=tmp_path / "state",
+        max_records=7,
+        max_age_s=0.2,
+        poll_interval_s=0.1,
+    )
     log = tmp_path / "daemon.log"
     for _round in range(5):
         daemon = Daemon(config, log).start()
@@ -70,8 +85,11 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_
         daemon.kill()
     daemon = Daemon(config, log).start()
     expected = all_generated(sim.url)
-    wait_until(lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) >= expected,
-               timeout=40, message="catch-up after kills")
+    wait_until(
+        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) >= expected,
+        timeout=40,
+        message="catch-up after kills",
+    )
     assert daemon.terminate() == 0
     counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
     assert set(counts) == expected
@@ -89,9 +107,16 @@ def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_en
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     outage_endpoint = f"http://127.0.0.1:{port}"
-    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
-                          endpoint_url=outage_endpoint, state_dir=tmp_path / "state", max_records=10,
-                          max_bytes=20_000, max_spool_bytes=20_000)
+    config = write_config(
+        tmp_path / "c.toml",
+        base_url=sim.url,
+        landing_uri=_landing(bucket),
+        endpoint_url=outage_endpoint,
+        state_dir=tmp_path / "state",
+        max_records=10,
+        max_bytes=20_000,
+        max_spool_bytes=20_000,
+    )
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("upload_failed")
     daemon.wait_event("backpressure_on")
@@ -106,8 +131,11 @@ def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_en
     try:
         sim_post(sim.url, "/_sim/generate", {"count": 15})
         expected = all_generated(sim.url)
-        wait_until(lambda: set(tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))) == expected,
-                   timeout=60, message="spool drained after the outage")
+        wait_until(
+            lambda: set(tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))) == expected,
+            timeout=60,
+            message="spool drained after the outage",
+        )
         assert daemon.terminate() == 0
         counts = tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))
         assert set(counts) == expected and max(counts.values()) == 1
@@ -120,17 +148,30 @@ def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpo
     # "slow" stalls past the client's 2 s timeout: a network-level failure
     sim_post(sim.url, "/_sim/faults", {"next": ["429", "500", "502html", "malformed", "slow", "429"], "slow_s": 2.5})
     sim_post(sim.url, "/_sim/suspend", {"username": "tweetlake_demo"})
-    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=_landing(bucket),
-                          endpoint_url=s3_endpoint, state_dir=tmp_path / "state")
+    config = write_config(
+        tmp_path / "c.toml",
+        base_url=sim.url,
+        landing_uri=_landing(bucket),
+        endpoint_url=s3_endpoint,
+        state_dir=tmp_path / "state",
+    )
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     ids = {k: set(v) for k, v in sim_get(sim.url, "/_sim/ids").items()}
     expected = ids["XDevelopers"] | ids["NASA"]
-    wait_until(lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
-               timeout=60, message="healthy accounts landed despite faults")
+    wait_until(
+        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
+        timeout=60,
+        message="healthy accounts landed despite faults",
+    )
     _, metrics = daemon.get("/metrics")
     assert daemon.terminate() == 0
-    for needle in ('tweetlake_rate_limited_total{endpoint=', 'kind="server_error"', 'kind="malformed_response"',
-                   'kind="network"', 'tweetlake_account_errors_total{account="tweetlake_demo"'):
+    for needle in (
+        "tweetlake_rate_limited_total{endpoint=",
+        'kind="server_error"',
+        'kind="malformed_response"',
+        'kind="network"',
+        'tweetlake_account_errors_total{account="tweetlake_demo"',
+    ):
         assert needle in metrics, needle
     events = [e.get("event") for e in daemon.events()]
     assert "rate_limited" in events and "api_retry" in events and "account_unavailable" in events

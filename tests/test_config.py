@@ -1,0 +1,124 @@
+"""Config: one TOML file, env overrides, one readable line per problem, exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO, SECRET
+from tweetlake.config import ConfigError, build_config, load_config
+
+GOOD = """
+[x_api]
+base_url = "https://api.x.com"
+[collect]
+mode = "poll"
+users = ["XDevelopers", "NASA"]
+poll_interval_s = 60
+[landing]
+uri = "s3://bucket/prefix/landing"
+endpoint_url = ""
+[batch]
+max_records = 5000
+max_bytes = 8000000
+max_age_s = 60
+[state]
+dir = "/var/lib/tweetlake"
+"""
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_example_loads(tmp_path):
+    config = load_config(_write(tmp_path, GOOD), environ={})
+    assert config.collect.users == ("XDevelopers", "NASA")
+    assert config.batch.max_bytes == 8_000_000
+    assert config.landing.uri == "s3://bucket/prefix/landing"
+
+
+def test_environment_overrides_every_key(tmp_path):
+    env = {
+        "TWEETLAKE_BATCH__MAX_RECORDS": "10",
+        "TWEETLAKE_COLLECT__USERS": "a_1,b_2",
+        "TWEETLAKE_LANDING__URI": "file:///tmp/lake",
+        "TWEETLAKE_COLLECT__POLL_INTERVAL_S": "2.5",
+    }
+    config = load_config(_write(tmp_path, GOOD), environ=env)
+    assert config.batch.max_records == 10
+    assert config.collect.users == ("a_1", "b_2")
+    assert config.landing.uri == "file:///tmp/lake"
+    assert config.collect.poll_interval_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        (("max_records = 5000", 'max_records = "many"'), "batch.max_records: must be an integer"),
+        (("max_records = 5000", "max_recs = 5"), "batch.max_recs: unknown key"),
+        (('mode = "poll"', 'mode = "telepathy"'), "collect.mode"),
+        (('uri = "s3://bucket/prefix/landing"', 'uri = "ftp://x"'), "landing.uri: must start with s3://"),
+        (("max_age_s = 60", "max_age_s = 0"), "batch.max_age_s: must be greater than 0"),
+        (('users = ["XDevelopers", "NASA"]', 'users = ["not a name!"]'), "collect.users"),
+    ],
+)
+def test_each_problem_is_one_line_naming_the_key(tmp_path, patch, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, GOOD.replace(*patch)), environ={})
+    assert any(line.startswith(needle) for line in info.value.problems), info.value.problems
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ConfigError) as info:
+        build_config({}, environ={"TWEETLAKE_BATCH__MAX_RECORDS": "lots"})
+    assert "TWEETLAKE_BATCH__MAX_RECORDS" in str(info.value)
+
+
+def _cli(*args, env=None):
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("X_", "TWEETLAKE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path):
+    path = _write(tmp_path, GOOD.replace("max_age_s = 60", 'max_age_s = "soon"'))
+    result = _cli("check-config", "--config", str(path), env={"X_BEARER_TOKEN": SECRET})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["tweet-streamer: config error: batch.max_age_s: must be a number"]
+
+
+def test_cli_missing_credentials_exits_2_and_names_them(tmp_path):
+    result = _cli("run", "--config", str(_write(tmp_path, GOOD)))
+    assert result.returncode == 2
+    assert "X_BEARER_TOKEN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_check_config_ok_never_prints_the_secret(tmp_path):
+    result = _cli("check-config", "--config", str(_write(tmp_path, GOOD)), env={"X_BEARER_TOKEN": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert "config ok: 2 accounts" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_systemd_credentials_directory_is_read(tmp_path):
+    from streamer.credentials import load_credentials
+
+    (tmp_path / "x_bearer_token").write_text(SECRET + "\n")
+    creds = load_credentials({"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert creds.bearer_token is not None and creds.bearer_token.reveal() == SECRET
+    assert SECRET not in repr(creds) and SECRET not in str(creds.bearer_token)

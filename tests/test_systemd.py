@@ -1,0 +1,61 @@
+"""systemd units pass `systemd-analyze verify`; the streamer's sandbox rates OK or better."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+UNITS = sorted((REPO / "systemd").glob("*.service"))
+
+
+def _render(unit: Path, tmp_path: Path) -> Path:
+    """Point /opt/tweetlake/.venv at this checkout's venv: verify insists ExecStart exists."""
+    venv = Path(shutil.which("python", path=str(REPO / ".venv" / "bin")) or "").parent.parent
+    text = unit.read_text().replace("/opt/tweetlake/.venv", str(venv))
+    out = tmp_path / unit.name
+    out.write_text(text)
+    return out
+
+
+def test_there_are_units():
+    assert "tweet-streamer.service" in {u.name for u in UNITS}
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_unit_verifies(unit, tmp_path):
+    rendered = _render(unit, tmp_path)
+    result = subprocess.run(["systemd-analyze", "verify", str(rendered)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    problems = [line for line in result.stderr.splitlines() if "Unknown key" in line or "Invalid" in line]
+    assert not problems, problems
+
+
+def test_streamer_sandbox_scores_ok_or_better(tmp_path):
+    rendered = _render(REPO / "systemd" / "tweet-streamer.service", tmp_path)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(rendered)], capture_output=True, text=True, timeout=60
+    )
+    match = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", result.stdout + result.stderr)
+    assert match, result.stdout[-2000:]
+    assert float(match.group(1)) <= 2.0 and match.group(2) in {"PERFECT", "SAFE", "OK"}
+
+
+def test_streamer_unit_has_the_operational_contract():
+    text = (REPO / "systemd" / "tweet-streamer.service").read_text()
+    for key in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "StateDirectory=tweetlake",
+        "EnvironmentFile=",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+    ):
+        assert key in text, key

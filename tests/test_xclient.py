@@ -1,0 +1,90 @@
+"""tweepy's real AsyncClient, pointed at the simulator over HTTP by x_api.base_url."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from simulator.server import Simulator, SimulatorThread
+from simulator.world import World
+from streamer.credentials import Credentials, Secret
+from streamer.metrics import Metrics
+from streamer.xclient import AccountUnavailable, ApiError, XClient
+from tests.helpers import sim_get, sim_post
+
+
+def _client(url: str, metrics: Metrics, **kw) -> XClient:
+    return XClient(
+        url,
+        Credentials(bearer_token=Secret("tok-abcdef")),
+        metrics,
+        timeout_s=2,
+        backoff_base=0.01,
+        backoff_cap=0.05,
+        **kw,
+    )
+
+
+def test_base_url_reroutes_tweepy_and_pages_a_timeline(sim):
+    metrics = Metrics()
+
+    async def go():
+        client = _client(sim.url, metrics)
+        try:
+            users = await client.lookup_users(["NASA"])
+            user_id = users["data"][0]["id"]
+            first = await client.timeline_page(user_id, since_id=None, pagination_token=None)
+            second = await client.timeline_page(user_id, since_id=None, pagination_token=first["meta"]["next_token"])
+            return first, second
+        finally:
+            await client.close()
+
+    sim_post(sim.url, "/_sim/generate", {"count": 150, "username": "NASA"})
+    first, second = asyncio.run(go())
+    assert len(first["data"]) == 100 and len(second["data"]) == 90
+    assert int(first["data"][-1]["id"]) > int(second["data"][0]["id"])
+    assert sim_get(sim.url, "/_sim/stats")["auth_schemes"] == ["Bearer"]
+    assert metrics.api_requests.labels("/2/users/:id/tweets", "200")._value.get() == 2
+
+
+def test_pacing_follows_rate_limit_headers_and_never_hits_429():
+    world = World(["NASA"])
+    world.generate(10)
+    sim = SimulatorThread(Simulator(world, rate_limit=4, window_s=1.5)).start()
+    metrics = Metrics()
+
+    async def go():
+        client = _client(sim.url, metrics)
+        try:
+            for _ in range(10):
+                await client.timeline_page("11348282", since_id=None, pagination_token=None)
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        sim.stop()
+    assert metrics.rate_limited.labels("/2/users/:id/tweets")._value.get() == 0
+    assert metrics.rate_limit_wait.labels("/2/users/:id/tweets")._value.get() > 0
+
+
+def test_faults_retry_then_give_up_with_a_clear_error(sim):
+    metrics = Metrics()
+    sim_post(sim.url, "/_sim/faults", {"next": ["500"] * 4})
+    sim_post(sim.url, "/_sim/suspend", {"username": "NASA"})
+
+    async def go():
+        client = _client(sim.url, metrics, max_retries=2)
+        try:
+            with pytest.raises(ApiError, match="server_error"):
+                await client.timeline_page("11348282", since_id=None, pagination_token=None)
+            await client.timeline_page("11348282", since_id=None, pagination_token=None)  # 4th 500, then OK
+            with pytest.raises(AccountUnavailable):
+                await client.timeline_page("19267405", since_id=None, pagination_token=None)
+        finally:
+            await client.close()
+
+    asyncio.run(go())
+    assert metrics.api_failures.labels("server_error")._value.get() == 4
