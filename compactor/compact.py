@@ -9,6 +9,7 @@ crashed run never leaves duplicate data visible: re-running replaces exactly tha
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -281,10 +282,8 @@ def _publish(
         move(fs, rejected, f"{rejected_dir}/rejected.ndjson")
         report.outputs["rejected"] = [f"{rejected_dir}/rejected.ndjson"]
     fs.delete_dir_contents(staging, missing_dir_ok=True)
-    try:
+    with contextlib.suppress(OSError):  # S3 has no real directories
         fs.delete_dir(staging)
-    except OSError:
-        pass  # S3 has no real directories
 
 
 def validate(storage: Storage, report: HourReport) -> list[str]:
