@@ -48,7 +48,9 @@ def _str(value: Any, what: str) -> str | None:
 def _int(value: Any, what: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)  # the API sends some counters as strings (edit_controls.edits_remaining)
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
         raise Rejected(f"{what} is not an integer")
     return value
 
