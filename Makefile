@@ -29,7 +29,7 @@ lint: env
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 demo: env
-	$(PY) -m demo
+	$(PY) -m tweetlake.demo
 
 bench: env
 	$(PY) bench/compaction.py
