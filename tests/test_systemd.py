@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import REPO
 
-UNITS = sorted((REPO / "systemd").glob("*.service"))
+UNITS = sorted([*(REPO / "systemd").glob("*.service"), *(REPO / "systemd").glob("*.target")])
 
 
 def _render(unit: Path, tmp_path: Path) -> Path:
@@ -23,8 +23,10 @@ def _render(unit: Path, tmp_path: Path) -> Path:
     return out
 
 
-def test_there_are_units():
-    assert "tweet-streamer.service" in {u.name for u in UNITS}
+def test_there_are_units_for_the_streamer_and_airflow():
+    names = {u.name for u in UNITS}
+    assert "tweet-streamer.service" in names
+    assert {f"airflow-{s}.service" for s in ("api-server", "scheduler", "dag-processor", "triggerer")} <= names
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
