@@ -310,7 +310,8 @@ def validate(storage: Storage, report: HourReport) -> list[str]:
     csv_rows = 0
     for path in report.outputs.get("tweets_csv", []):
         with storage.fs.open_input_stream(path) as handle:
-            csv_rows += pacsv.read_csv(handle).num_rows
+            # text keeps its newlines (quoted, RFC 4180): the reader must allow them inside values
+            csv_rows += pacsv.read_csv(handle, parse_options=pacsv.ParseOptions(newlines_in_values=True)).num_rows
     if csv_rows != report.rows_out:
         problems.append(f"tweets csv has {csv_rows} rows, expected {report.rows_out}")
     return problems

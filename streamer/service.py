@@ -105,7 +105,7 @@ class Service:
             self.ledger,
             items,
             self.metrics,
-            usernames=config.collect.users,
+            usernames=config.collect.my_users(),
             poll_interval_s=config.collect.poll_interval_s,
             max_pages=config.collect.max_history_pages,
         )

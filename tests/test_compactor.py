@@ -248,3 +248,30 @@ def test_crashed_run_leaves_nothing_visible_twice(tmp_path, monkeypatch):
     monkeypatch.undo()
     report = compact_hour(storage, hour, max_rows_per_file=50)
     assert validate(storage, report) == [] and report.duplicates_in_hour == 10
+
+
+def test_csv_with_newlines_in_text_larger_than_a_parse_block_validates(tmp_path):
+    storage = _local_storage(tmp_path)
+    hour = Hour.of(AT)
+    payload = json.loads((DATA / "users_id_tweets" / "005.json").read_text())
+    lines = []
+    for i in range(2500):  # ~2.5 MB of CSV: several of pyarrow's 1 MB parse blocks
+        tweet = dict(payload["data"][i % 100], id=str(10**18 + i), text=f'line one {i}\nline two,\t"quoted"\n🚀' * 3)
+        lines.append(
+            encode_line(
+                tweet_record(
+                    tweet,
+                    payload["includes"],
+                    collected_at=AT,
+                    collected_via="poll:users_tweets",
+                    account={"id": "1", "username": "x"},
+                )
+            )
+        )
+    _land_local(tmp_path, hour, "a", 0, lines)
+    report = compact_hour(storage, hour)
+    assert validate(storage, report) == []
+    import pandas as pd
+
+    frame = pd.read_csv(report.outputs["tweets_csv"][0], dtype=str)
+    assert len(frame) == 2500 and frame["text"].iloc[7] == 'line one 7\nline two,\t"quoted"\n🚀' * 3

@@ -122,3 +122,14 @@ def test_systemd_credentials_directory_is_read(tmp_path):
     creds = load_credentials({"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert creds.bearer_token is not None and creds.bearer_token.reveal() == SECRET
     assert SECRET not in repr(creds) and SECRET not in str(creds.bearer_token)
+
+
+def test_shards_split_the_accounts_exactly():
+    users = [f"user_{i}" for i in range(50)]
+    shards = [
+        build_config({"collect": {"users": users, "shard": f"{k}/3"}}, environ={}).collect.my_users() for k in range(3)
+    ]
+    assert sorted(u for shard in shards for u in shard) == sorted(users)
+    assert all(shards)
+    with pytest.raises(ConfigError, match=r"collect\.shard"):
+        build_config({"collect": {"shard": "3/3"}}, environ={})

@@ -12,6 +12,7 @@ import os
 import socket
 import tomllib
 import typing
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,12 @@ class CollectConfig:
     poll_interval_s: float = 60.0
     writer_id: str = field(default_factory=lambda: _safe_name(socket.gethostname()))
     max_history_pages: int = 32
+    shard: str = "0/1"  # "k/n": this host follows the accounts whose hash mod n is k
+
+    def my_users(self) -> tuple[str, ...]:
+        """The configured accounts this shard follows (a stable hash of the lower-cased name)."""
+        index, count = (int(part) for part in self.shard.split("/"))
+        return tuple(u for u in self.users if zlib.crc32(u.lower().encode()) % count == index)
 
 
 @dataclass(frozen=True)
@@ -223,6 +230,9 @@ def _validate(config: Config, problems: list[str]) -> None:
     if _safe_name(config.collect.writer_id) != config.collect.writer_id:
         problems.append(f"collect.writer_id: only letters, digits, '-' and '_' (got {config.collect.writer_id!r})")
     positive("collect.max_history_pages", config.collect.max_history_pages)
+    index, _, count = config.collect.shard.partition("/")
+    if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        problems.append(f"collect.shard: must be 'k/n' with 0 <= k < n (got {config.collect.shard!r})")
     for name, uri in (("landing.uri", config.landing.uri), ("tables.uri", config.tables.uri)):
         if uri and not uri.startswith(("s3://", "file://")):
             problems.append(f"{name}: must start with s3:// or file:// (got {uri!r})")
