@@ -311,7 +311,14 @@ def validate(storage: Storage, report: HourReport) -> list[str]:
     for path in report.outputs.get("tweets_csv", []):
         with storage.fs.open_input_stream(path) as handle:
             # text keeps its newlines (quoted, RFC 4180): the reader must allow them inside values
-            csv_rows += pacsv.read_csv(handle, parse_options=pacsv.ParseOptions(newlines_in_values=True)).num_rows
+            # streamed batch by batch: memory stays bounded however large the hour
+            reader = pacsv.open_csv(
+                handle,
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                read_options=pacsv.ReadOptions(block_size=8 << 20),
+                convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in schema.TWEETS.names}),
+            )
+            csv_rows += sum(batch.num_rows for batch in reader)
     if csv_rows != report.rows_out:
         problems.append(f"tweets csv has {csv_rows} rows, expected {report.rows_out}")
     return problems

@@ -61,3 +61,22 @@ def test_streamer_unit_has_the_operational_contract():
         "PrivateTmp=yes",
     ):
         assert key in text, key
+
+
+def test_grafana_dashboard_only_uses_metrics_the_daemon_exports():
+    import json
+
+    from streamer.metrics import Metrics
+
+    exported = set()
+    for collector in Metrics().registry.collect():
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(collector.type, ("",))
+        exported.update(collector.name + suffix for suffix in suffixes)
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    used = {
+        m
+        for panel in dashboard["panels"]
+        for t in panel["targets"]
+        for m in re.findall(r"tweetlake_[a-z_]+", t["expr"])
+    }
+    assert used and used <= exported, used - exported
