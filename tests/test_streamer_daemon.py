@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -39,6 +40,12 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
         timeout=30,
         message="all generated tweets landed",
     )
+    status, body = daemon.get("/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok" and all(health["components"].values())
+    _, metrics = daemon.get("/metrics")
+    assert 'tweetlake_tweets_landed_total{account="' in metrics and SECRET not in metrics
+    assert 'tweetlake_api_requests_total{endpoint="/2/users/:id/tweets",status="200"}' in metrics
     # tweets still in the open batch at SIGTERM are flushed, not dropped
     sim_post(sim.url, "/_sim/generate", {"count": 7, "username": "NASA"})
     time.sleep(0.6)
