@@ -159,7 +159,7 @@ class Service:
         await client.close()
         await self.sink.close()
         await self.health_server.stop()
-        log.info("stopped", exit_code=exit_code, spool_files=len(self.spool.recover()))
+        log.info("stopped", exit_code=exit_code, spool_files=self.spool.file_count)
         return exit_code
 
     async def _shutdown(self, items: asyncio.Queue[Item | Flush]) -> None:
@@ -171,9 +171,7 @@ class Service:
         source.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await source
-        self.spool.max_bytes = 1 << 62  # at shutdown the final batches may exceed the soft cap
-        async with self.spool._room:
-            self.spool._room.notify_all()
+        await self.spool.lift_cap()
         if not self._tasks["batcher"].done():
             await items.put(FLUSH)
         for name in ("batcher", "spooler", "uploader"):
@@ -182,7 +180,7 @@ class Service:
             try:
                 await asyncio.wait_for(asyncio.shield(task), remaining)
             except TimeoutError:
-                log.warning("shutdown_timeout", component=name, left_in_spool=len(self.spool._sizes))
+                log.warning("shutdown_timeout", component=name, left_in_spool=self.spool.file_count)
                 for rest in ("batcher", "spooler", "uploader"):
                     self._tasks[rest].cancel()
                 break
@@ -198,5 +196,5 @@ class Service:
             landed = sum(
                 s.value for m in self.metrics.tweets_landed.collect() for s in m.samples if s.name.endswith("_total")
             )
-            self._notifier.status(f"landed {int(landed)} tweets; spool {len(self.spool._sizes)} files")
+            self._notifier.status(f"landed {int(landed)} tweets; spool {self.spool.file_count} files")
             await asyncio.sleep(interval or 10.0)

@@ -36,6 +36,16 @@ class Spool:
     def used_bytes(self) -> int:
         return sum(self._sizes.values())
 
+    @property
+    def file_count(self) -> int:
+        return len(self._sizes)
+
+    async def lift_cap(self) -> None:
+        """At shutdown the final batches go to disk even over the (soft) cap."""
+        self.max_bytes = 1 << 62
+        async with self._room:
+            self._room.notify_all()
+
     def _publish(self) -> None:
         self._metrics.spool_bytes.set(self.used_bytes)
         self._metrics.spool_files.set(len(self._sizes))

@@ -213,6 +213,13 @@ def test_local_lake_compaction_is_idempotent_and_small_files_roll(tmp_path):
     assert sorted(first.column("id").to_pylist()) == sorted(second.column("id").to_pylist())
     assert read_manifest(storage, hour) is None  # the re-run removed the old manifest until publish writes it
     assert second.column("hour").to_pylist()[0] == 10
+    import duckdb
+
+    glob = f"{tmp_path}/tables/tweets/*/*/*.parquet"
+    count, distinct, hour_col = duckdb.sql(
+        f"select count(*), count(distinct id), any_value(hour) from read_parquet('{glob}', hive_partitioning=true)"
+    ).fetchall()[0]
+    assert count == distinct == 100 and int(hour_col) == 10
 
 
 def test_crashed_run_leaves_nothing_visible_twice(tmp_path, monkeypatch):

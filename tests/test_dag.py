@@ -105,6 +105,22 @@ def test_streamer_to_tables_through_the_real_dag(tmp_path, sim, s3_endpoint, buc
     row = table.slice(0, 1).to_pylist()[0]
     assert row["author_username"] in {"XDevelopers", "NASA", "tweetlake_demo"}
     assert row["collected_via"] == "poll:users_tweets" and row["created_at"] is not None
+    # publish emitted an Asset event downstream DAGs can be scheduled on
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "tweetlake_tweets")
+        ).all()
+        extras = [e.extra for e in events]
+    mine = [x for x in extras if x["partition"].startswith(f"s3://{bucket}/")]
+    assert sorted(x["hour"] for x in mine) == sorted(str(h) for h in hours)
+    assert sum(x["rows"] for x in mine) == len(expected) and all(x["rejected"] == 0 for x in mine)
+    assert all(x["partition"].startswith(f"s3://{bucket}/lake/tables/tweets/dt=") for x in mine)
 
 
 def _land(bucket, s3_endpoint, hour: Hour, lines: list[bytes], writer: str, seq: int) -> str:

@@ -16,11 +16,21 @@ pytestmark = pytest.mark.soak
 def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
     seconds = float(os.environ.get("TWEETLAKE_SOAK_SECONDS", "300"))
     rng = random.Random(int(os.environ.get("TWEETLAKE_SOAK_SEED", "1")))
-    sim_post(sim.url, "/_sim/faults", {"probabilities": {"500": 0.05, "429": 0.03, "malformed": 0.02,
-                                                         "502html": 0.02, "slow": 0.01}, "slow_s": 2.5})
-    config = write_config(tmp_path / "c.toml", base_url=sim.url, landing_uri=f"s3://{bucket}/soak/landing",
-                          endpoint_url=s3_endpoint, state_dir=tmp_path / "state", max_records=20, max_age_s=0.3,
-                          poll_interval_s=0.2)
+    sim_post(
+        sim.url,
+        "/_sim/faults",
+        {"probabilities": {"500": 0.05, "429": 0.03, "malformed": 0.02, "502html": 0.02, "slow": 0.01}, "slow_s": 2.5},
+    )
+    config = write_config(
+        tmp_path / "c.toml",
+        base_url=sim.url,
+        landing_uri=f"s3://{bucket}/soak/landing",
+        endpoint_url=s3_endpoint,
+        state_dir=tmp_path / "state",
+        max_records=20,
+        max_age_s=0.3,
+        poll_interval_s=0.2,
+    )
     log = tmp_path / "daemon.log"
     deadline = time.time() + seconds
     kills = 0
@@ -37,8 +47,11 @@ def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
     sim_post(sim.url, "/_sim/faults", {"probabilities": {}})
     daemon = Daemon(config, log).start()
     expected = all_generated(sim.url)
-    wait_until(lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "soak/landing"))) >= expected,
-               timeout=120, message="catch-up after the soak")
+    wait_until(
+        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "soak/landing"))) >= expected,
+        timeout=120,
+        message="catch-up after the soak",
+    )
     assert daemon.terminate() == 0
     counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "soak/landing"))
     assert set(counts) == expected and max(counts.values()) == 1

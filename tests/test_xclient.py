@@ -88,3 +88,47 @@ def test_faults_retry_then_give_up_with_a_clear_error(sim):
 
     asyncio.run(go())
     assert metrics.api_failures.labels("server_error")._value.get() == 4
+
+
+def test_poll_source_reports_a_timeline_gap_it_cannot_fill():
+    """More new tweets than the API's 3,200 cap since the checkpoint: counted, logged, landed as an error."""
+    from streamer.ledger import Ledger
+    from streamer.poller import PollSource
+
+    world = World(["NASA"])
+    world.generate(120)
+    sim = SimulatorThread(Simulator(world, rate_limit=10_000, window_s=900)).start()
+    metrics = Metrics()
+
+    async def go(tmp):
+        queue: asyncio.Queue = asyncio.Queue()
+        client = _client(sim.url, metrics)
+        ledger = Ledger(tmp / "state.json")
+        source = PollSource(client, ledger, queue, metrics, usernames=("NASA",), poll_interval_s=1)
+        try:
+            [account] = await source.resolve_accounts()
+            first = await source.poll_account(account)
+            world.generate(3300)
+            second = await source.poll_account(account)
+        finally:
+            await client.close()
+        items = []
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        return first, second, items
+
+    import tempfile
+    from pathlib import Path
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            first, second, items = asyncio.run(go(Path(tmp)))
+    finally:
+        sim.stop()
+    assert first == 120 and second == 3200
+    assert metrics.timeline_gaps.labels("NASA")._value.get() == 1
+    gaps = [i for i in items if i.stream == "errors" and b"timeline gap" in i.line]
+    assert len(gaps) == 1
+    tweet_ids = [i.tweet_id for i in items if i.stream == "tweets"]
+    assert tweet_ids[:120] == sorted(tweet_ids[:120]) and tweet_ids[120:] == sorted(tweet_ids[120:])
+    assert len(set(tweet_ids)) == 3320
