@@ -80,3 +80,61 @@ def test_grafana_dashboard_only_uses_metrics_the_daemon_exports():
         for m in re.findall(r"tweetlake_[a-z_]+", t["expr"])
     }
     assert used and used <= exported, used - exported
+
+
+MDWE_WRAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit("PR_SET_MDWE failed: errno %d" % ctypes.get_errno())
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+"""
+MDWE_PROBE = """
+import ctypes, mmap
+libc = ctypes.CDLL(None)
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)
+    print("wx-allowed", libc.prctl(66, 0, 0, 0, 0))
+except PermissionError:
+    print("wx-refused", libc.prctl(66, 0, 0, 0, 0))
+"""
+
+
+def test_daemon_runs_under_memory_deny_write_execute(tmp_path, sim):
+    """The unit sets MemoryDenyWriteExecute=yes; the kernel's PR_SET_MDWE enforces the same W^X rule."""
+    import json
+    import os
+    import signal
+    import sys
+    import time
+
+    from tests.helpers import SECRET, landed_lines_local, write_config
+
+    config = write_config(
+        tmp_path / "c.toml", base_url=sim.url, landing_uri=f"file://{tmp_path}/lake", state_dir=tmp_path / "state"
+    )
+    log = open(tmp_path / "out.log", "wb")  # noqa: SIM115
+    # the wrapper's W^X rule survives execve: a probe exec'd the same way is refused a W+X mapping
+    probe = subprocess.run(
+        [sys.executable, "-c", MDWE_WRAPPER, "-c", MDWE_PROBE], capture_output=True, text=True, timeout=30
+    )
+    assert probe.stdout.split() == ["wx-refused", "1"], probe.stdout + probe.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MDWE_WRAPPER, "-m", "streamer", "run", "--config", str(config)],
+        cwd=REPO,
+        env={**os.environ, "X_BEARER_TOKEN": SECRET},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not landed_lines_local(tmp_path / "lake"):
+            assert proc.poll() is None, (tmp_path / "out.log").read_text()[-2000:]
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        log.close()
+    events = [json.loads(line)["event"] for line in (tmp_path / "out.log").read_text().splitlines()]
+    assert "batch_uploaded" in events and events[-1] == "stopped"
+    assert len(landed_lines_local(tmp_path / "lake")) == 120
