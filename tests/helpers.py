@@ -168,3 +168,12 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.2, mes
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s: {message}")
+
+
+def wait_landed_s3(endpoint: str, bucket: str, prefix: str, expected: set[str], timeout: float = 30.0) -> None:
+    """Wait until the landed tweet ids cover ``expected`` (exactness is for the caller to assert)."""
+    wait_until(
+        lambda: set(tweet_id_counts(landed_lines_s3(endpoint, bucket, prefix))) >= expected,
+        timeout=timeout,
+        message=f"{len(expected)} tweets landed under s3://{bucket}/{prefix}",
+    )

@@ -177,17 +177,10 @@ def _local_storage(tmp_path) -> Storage:
     return Storage.from_config(config)
 
 
-def _land_local(tmp_path, hour: Hour, writer: str, seq: int, lines: list[bytes]) -> None:
-    path = tmp_path / "landing" / landing_key("tweets", hour, writer, seq)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(b"".join(lines)))
-
-
-def test_local_lake_compaction_is_idempotent_and_small_files_roll(tmp_path):
-    storage = _local_storage(tmp_path)
-    hour = Hour.of(AT)
+def _timeline_lines() -> list[bytes]:
+    """The 100 recorded timeline tweets as landing lines."""
     payload = json.loads((DATA / "users_id_tweets" / "005.json").read_text())
-    lines = [
+    return [
         encode_line(
             tweet_record(
                 t,
@@ -199,6 +192,18 @@ def test_local_lake_compaction_is_idempotent_and_small_files_roll(tmp_path):
         )
         for t in payload["data"]
     ]
+
+
+def _land_local(tmp_path, hour: Hour, writer: str, seq: int, lines: list[bytes]) -> None:
+    path = tmp_path / "landing" / landing_key("tweets", hour, writer, seq)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(b"".join(lines)))
+
+
+def test_local_lake_compaction_is_idempotent_and_small_files_roll(tmp_path):
+    storage = _local_storage(tmp_path)
+    hour = Hour.of(AT)
+    lines = _timeline_lines()
     _land_local(tmp_path, hour, "a", 0, lines[:60])
     _land_local(tmp_path, hour, "a", 1, lines[40:])  # 20 overlap
     report = compact_hour(storage, hour, max_rows_per_file=30, chunk_rows=7)
@@ -227,19 +232,7 @@ def test_crashed_run_leaves_nothing_visible_twice(tmp_path, monkeypatch):
 
     storage = _local_storage(tmp_path)
     hour = Hour.of(AT)
-    payload = json.loads((DATA / "users_id_tweets" / "005.json").read_text())
-    lines = [
-        encode_line(
-            tweet_record(
-                t,
-                payload["includes"],
-                collected_at=AT,
-                collected_via="poll:users_tweets",
-                account={"id": "1", "username": "x"},
-            )
-        )
-        for t in payload["data"]
-    ]
+    lines = _timeline_lines()
     _land_local(tmp_path, hour, "a", 0, lines)
     compact_hour(storage, hour, max_rows_per_file=30)
     _land_local(tmp_path, hour, "a", 1, lines[:10])  # a late file arrives, then a run crashes mid-publish

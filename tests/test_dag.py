@@ -16,7 +16,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pytest
 
-from tests.helpers import REPO, Daemon, all_generated, landed_lines_s3, tweet_id_counts, wait_until, write_config
+from tests.helpers import REPO, Daemon, all_generated, landed_lines_s3, wait_landed_s3, write_config
 from tweetlake.landing import Hour, landing_key
 
 pytestmark = pytest.mark.airflow
@@ -82,11 +82,7 @@ def test_streamer_to_tables_through_the_real_dag(tmp_path, sim, s3_endpoint, buc
     config = _config(tmp_path, bucket, s3_endpoint, sim.url)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     expected = all_generated(sim.url)
-    wait_until(
-        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
-        timeout=30,
-        message="landed",
-    )
+    wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=30)
     assert daemon.terminate() == 0
     hours = {Hour.parse(line["collected_at"]) for line in landed_lines_s3(s3_endpoint, bucket, "lake/landing")}
     dag = _dag()

@@ -8,7 +8,15 @@ import time
 
 import pytest
 
-from tests.helpers import Daemon, all_generated, landed_lines_s3, sim_post, tweet_id_counts, wait_until, write_config
+from tests.helpers import (
+    Daemon,
+    all_generated,
+    landed_lines_s3,
+    sim_post,
+    tweet_id_counts,
+    wait_landed_s3,
+    write_config,
+)
 
 pytestmark = pytest.mark.soak
 
@@ -47,11 +55,7 @@ def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
     sim_post(sim.url, "/_sim/faults", {"probabilities": {}})
     daemon = Daemon(config, log).start()
     expected = all_generated(sim.url)
-    wait_until(
-        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "soak/landing"))) >= expected,
-        timeout=120,
-        message="catch-up after the soak",
-    )
+    wait_landed_s3(s3_endpoint, bucket, "soak/landing", expected, timeout=120)
     assert daemon.terminate() == 0
     counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "soak/landing"))
     assert set(counts) == expected and max(counts.values()) == 1

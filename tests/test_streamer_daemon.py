@@ -14,7 +14,7 @@ from tests.helpers import (
     sim_get,
     sim_post,
     tweet_id_counts,
-    wait_until,
+    wait_landed_s3,
     write_config,
 )
 
@@ -35,11 +35,7 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
     daemon.wait_event("poll_done")
     sim_post(sim.url, "/_sim/generate", {"count": 30})
     expected = all_generated(sim.url)
-    wait_until(
-        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
-        timeout=30,
-        message="all generated tweets landed",
-    )
+    wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=30)
     status, body = daemon.get("/healthz")
     health = json.loads(body)
     assert status == 200 and health["status"] == "ok" and all(health["components"].values())
@@ -92,11 +88,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_
         daemon.kill()
     daemon = Daemon(config, log).start()
     expected = all_generated(sim.url)
-    wait_until(
-        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) >= expected,
-        timeout=40,
-        message="catch-up after kills",
-    )
+    wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=40)
     assert daemon.terminate() == 0
     counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
     assert set(counts) == expected
@@ -138,11 +130,7 @@ def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_en
     try:
         sim_post(sim.url, "/_sim/generate", {"count": 15})
         expected = all_generated(sim.url)
-        wait_until(
-            lambda: set(tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))) == expected,
-            timeout=60,
-            message="spool drained after the outage",
-        )
+        wait_landed_s3(outage_endpoint, bucket, "lake/landing", expected, timeout=60)
         assert daemon.terminate() == 0
         counts = tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))
         assert set(counts) == expected and max(counts.values()) == 1
@@ -165,11 +153,7 @@ def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpo
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     ids = {k: set(v) for k, v in sim_get(sim.url, "/_sim/ids").items()}
     expected = ids["XDevelopers"] | ids["NASA"]
-    wait_until(
-        lambda: set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected,
-        timeout=60,
-        message="healthy accounts landed despite faults",
-    )
+    wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=60)
     _, metrics = daemon.get("/metrics")
     assert daemon.terminate() == 0
     for needle in (
@@ -183,4 +167,5 @@ def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpo
     events = [e.get("event") for e in daemon.events()]
     assert "rate_limited" in events and "api_retry" in events and "account_unavailable" in events
     counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
+    assert set(counts) == expected, "the suspended account's tweets cannot land; every other one must"
     assert max(counts.values()) == 1
