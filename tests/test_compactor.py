@@ -275,3 +275,37 @@ def test_csv_with_newlines_in_text_larger_than_a_parse_block_validates(tmp_path)
 
     frame = pd.read_csv(report.outputs["tweets_csv"][0], dtype=str)
     assert len(frame) == 2500 and frame["text"].iloc[7] == 'line one 7\nline two,\t"quoted"\n🚀' * 3
+
+
+def test_compactor_cli_compacts_an_hour_and_rejects_bad_arguments(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    _land_local(tmp_path, Hour.of(AT), "a", 0, _timeline_lines())
+    config = tmp_path / "c.toml"
+    config.write_text(f'[landing]\nuri = "file://{tmp_path}/landing"\n[tables]\nuri = "file://{tmp_path}/tables"\n')
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "compactor", "run", "--config", str(config), *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = cli("--hour", "2026-11-25T10")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["rows_out"] == 100 and summary["problems"] == []
+    manifest = json.loads((tmp_path / "tables/tweets/dt=2026-11-25/hour=10/_manifest.json").read_text())
+    assert manifest["valid"] and manifest["rows_out"] == 100
+    bad = cli("--hour", "yesterday")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "tweet-compactor: config error: --hour: not an hour like 2026-11-25T10 ('yesterday')"
+    ]
+    config.write_text(f'[landing]\nuri = "file://{tmp_path}/landing"\n')
+    missing = cli("--hour", "2026-11-25T10")
+    assert missing.returncode == 2 and missing.stderr.strip() == "tweet-compactor: config error: tables.uri: required"

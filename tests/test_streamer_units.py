@@ -169,3 +169,18 @@ def test_logs_redact_secrets_even_from_library_debug_output():
     assert "sup3r-s3cret-value" not in text and "abc.def" not in text
     assert "event_one" in text and "[REDACTED]" in text and "never shown" not in text
     assert all(json.loads(line) for line in text.splitlines())
+
+
+def test_logs_are_readable_columns_on_a_tty_and_json_otherwise():
+    tty = io.StringIO()
+    tty.isatty = lambda: True  # type: ignore[method-assign]
+    logs.configure("info", stream=tty)
+    logs.get_logger("t").info("batch_uploaded", key="s3://b/k", records=3)
+    line = tty.getvalue().strip()
+    assert "batch_uploaded" in line and "records=3" in line and not line.startswith("{")
+    pipe = io.StringIO()
+    pipe.isatty = lambda: False  # type: ignore[method-assign]
+    logs.configure("info", stream=pipe)
+    logs.get_logger("t").info("batch_uploaded", records=3)
+    event = json.loads(pipe.getvalue())
+    assert event["event"] == "batch_uploaded" and event["records"] == 3 and event["level"] == "info" and "ts" in event
