@@ -7,11 +7,17 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 
 
-def test_demo_runs_the_whole_chain_and_cleans_up(tmp_path):
+@pytest.mark.parametrize("lake", ["file", "s3"])
+def test_demo_runs_the_whole_chain_and_cleans_up(tmp_path, lake, request):
     env = {**os.environ, "TWEETLAKE_DEMO_DIR": str(tmp_path / "demo")}
+    if lake == "s3":
+        env["TWEETLAKE_DEMO_S3_ENDPOINT"] = request.getfixturevalue("s3_endpoint")
+        env["TWEETLAKE_DEMO_BUCKET"] = f"demo-{tmp_path.name[-12:].lower().replace('_', '-')}"
     for key in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__UNIT_TEST_MODE"):
         env.pop(key, None)
     result = subprocess.run(
@@ -30,5 +36,7 @@ def test_demo_runs_the_whole_chain_and_cleans_up(tmp_path):
     rows = int(re.search(r"tweets rows\s+(\d+)", out).group(1))
     assert rows == landed
     assert "tweetlake demo summary" in out and "query it:" in out
+    scheme = "s3://" if lake == "s3" else "file://"
+    assert f"landing zone   {scheme}" in out and f"tables         {scheme}" in out
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "the demo left processes running"

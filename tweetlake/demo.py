@@ -1,8 +1,12 @@
 """``make demo``: the whole chain on this machine, no credentials, no network.
 
-simulator -> streamer (with a kill -9 and restart midway) -> file:// landing zone -> the real
-Airflow DAG (``airflow dags test`` on SQLite) for every collected hour -> Parquet/CSV tables ->
-a summary. Every process it starts is stopped before it returns, also on Ctrl-C or failure.
+simulator -> streamer (with a kill -9 and restart midway) -> landing zone -> the real Airflow
+DAG (``airflow dags test`` on SQLite) for every collected hour -> Parquet/CSV tables -> a
+summary. Every process it starts is stopped before it returns, also on Ctrl-C or failure.
+
+The lake is a local ``file://`` directory unless ``TWEETLAKE_DEMO_S3_ENDPOINT`` names an S3
+endpoint (MinIO, LocalStack, moto): then it is ``s3://$TWEETLAKE_DEMO_BUCKET/demo`` there, with
+the usual AWS_* credentials from the environment, and the DAG gets them through ``aws_default``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
+from compactor.storage import Storage
+from tweetlake.config import load_config
 from tweetlake.landing import Hour
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TWEETLAKE_DEMO_DIR", REPO / ".demo")).resolve()
+S3_ENDPOINT = os.environ.get("TWEETLAKE_DEMO_S3_ENDPOINT", "")
+BUCKET = os.environ.get("TWEETLAKE_DEMO_BUCKET", "tweetlake-demo")
 ACCOUNTS = ["XDevelopers", "NASA", "tweetlake_demo", "ESA", "DataEngineer"]
 GRACE = timedelta(minutes=10)
 
@@ -59,6 +68,14 @@ class Processes:
                     proc.wait()
 
 
+def lake_uri() -> str:
+    return f"s3://{BUCKET}/demo" if S3_ENDPOINT else f"file://{WORK}/lake"
+
+
+def storage(config: Path) -> Storage:
+    return Storage.from_config(load_config(config))
+
+
 def write_config(sim_url: str) -> Path:
     config = WORK / "tweetlake.toml"
     config.write_text(f"""# written by make demo
@@ -69,7 +86,8 @@ users = {json.dumps(ACCOUNTS)}
 poll_interval_s = 1
 writer_id = "demo"
 [landing]
-uri = "file://{WORK}/lake/landing"
+uri = "{lake_uri()}/landing"
+endpoint_url = "{S3_ENDPOINT}"
 [batch]
 max_records = 200
 max_age_s = 2
@@ -78,14 +96,18 @@ dir = "{WORK}/state"
 [metrics]
 port = 0
 [tables]
-uri = "file://{WORK}/lake/tables"
+uri = "{lake_uri()}/tables"
 """)
     return config
 
 
-def landed(stream: str = "tweets") -> tuple[list[dict], int]:
-    files = sorted((WORK / "lake" / "landing" / stream).rglob("*.ndjson.gz"))
-    lines = [json.loads(line) for f in files for line in gzip.decompress(f.read_bytes()).splitlines()]
+def landed(store: Storage, stream: str = "tweets") -> tuple[list[dict], int]:
+    selector = pafs.FileSelector(store.landing.arrow_path(stream), allow_not_found=True, recursive=True)
+    files = sorted(i.path for i in store.fs.get_file_info(selector) if i.path.endswith(".ndjson.gz"))
+    lines = []
+    for path in files:
+        with store.fs.open_input_stream(path, compression=None) as handle:
+            lines.extend(json.loads(line) for line in gzip.decompress(handle.read()).splitlines())
     return lines, len(files)
 
 
@@ -108,6 +130,19 @@ def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool) 
 
 def run_dag(config: Path, hours: list[Hour]) -> None:
     env = {
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                "password": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+                "extra": {
+                    "endpoint_url": S3_ENDPOINT,
+                    "region_name": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                },
+            }
+        )
+        if S3_ENDPOINT
+        else "aws://",
         "AIRFLOW_HOME": str(WORK / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -147,18 +182,27 @@ def bar(n: int, most: int, width: int = 40) -> str:
 
 
 def summary(config: Path) -> None:
-    lines, files = landed()
-    errors, error_files = landed("errors")
+    store = storage(config)
+    lines, files = landed(store)
+    errors, error_files = landed(store, "errors")
     per_account = Counter(line["account"]["username"] for line in lines)
-    tables = WORK / "lake" / "tables"
-    tweets = pads.dataset(str(tables / "tweets"), format="parquet", partitioning="hive").to_table()
-    users = pads.dataset(str(tables / "users"), format="parquet", partitioning="hive").to_table()
-    manifests = [json.loads(p.read_text()) for p in sorted((tables / "tweets").rglob("_manifest.json"))]
+    tables = store.tables.uri()
+
+    def dataset(name: str) -> pads.Dataset:
+        return pads.dataset(store.tables.arrow_path(name), filesystem=store.fs, format="parquet", partitioning="hive")
+
+    tweets, users = dataset("tweets").to_table(), dataset("users").to_table()
+    selector = pafs.FileSelector(store.tables.arrow_path("tweets"), recursive=True)
+    manifests = []
+    for info in store.fs.get_file_info(selector):
+        if info.path.endswith("/_manifest.json"):
+            with store.fs.open_input_stream(info.path) as handle:
+                manifests.append(json.loads(handle.read()))
     rows = sum(m["rows_out"] for m in manifests)
     print()
     print("tweetlake demo summary")
     print("=" * 60)
-    print(f"landing zone   {WORK / 'lake' / 'landing'}")
+    print(f"landing zone   {store.landing.uri()}")
     print(f"  tweet files  {files}    error files {error_files} ({len(errors)} API errors kept)")
     print(f"  tweet lines  {len(lines)}    unique ids {len({line['tweet']['id'] for line in lines})}")
     print("  tweets per account:")
@@ -171,18 +215,19 @@ def summary(config: Path) -> None:
         f"  duplicates dropped {sum(m['duplicates_in_hour'] + m['duplicates_prior_hours'] for m in manifests)}"
         f"    rejected lines {sum(m['rejected'] for m in manifests)}"
     )
-    print(f"  parquet      {tables / 'tweets'}/dt=*/hour=*/part-*.parquet")
-    print(f"  csv          {tables / 'csv' / 'tweets'}/dt=*/hour=*/part-*.csv")
+    print(f"  parquet      {tables}/tweets/dt=*/hour=*/part-*.parquet")
+    print(f"  csv          {tables}/csv/tweets/dt=*/hour=*/part-*.csv")
     print("tweets per hour and account (by collection hour):")
     frame = tweets.select(["collected_for", "hour", "dt"]).to_pandas()
     counts = frame.groupby(["dt", "hour", "collected_for"]).size()
     most = int(counts.max()) if len(counts) else 0
     for (dt, hour, account), count in counts.items():
         print(f"  {dt} {int(hour):02d}:00  {account:<16}{count:>6}  {bar(int(count), most)}")
-    print("query it:")
+    print("query it:" + ("  (point DuckDB's s3_endpoint setting at the custom endpoint first)" if S3_ENDPOINT else ""))
+    where = tables.removeprefix("file://")
     print(
         f'  .venv/bin/python -c "import duckdb; print(duckdb.sql(\\"select author_username, count(*) from '
-        f"read_parquet('{tables}/tweets/*/*/*.parquet', hive_partitioning=true) group by 1 order by 2 desc\\\"))\""
+        f"read_parquet('{where}/tweets/*/*/*.parquet', hive_partitioning=true) group by 1 order by 2 desc\\\"))\""
     )
     print(f"logs: {WORK / 'streamer.log'} (JSON lines; try: jq -c 'select(.event==\"batch_uploaded\")')")
 
@@ -213,6 +258,12 @@ def main() -> int:
         )
         assert sim.stdout is not None
         sim_url = json.loads(sim.stdout.readline())["url"]
+        if S3_ENDPOINT:
+            import boto3
+
+            s3 = boto3.client("s3", endpoint_url=S3_ENDPOINT)
+            if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+                s3.create_bucket(Bucket=BUCKET)
         config = write_config(sim_url)
         say(f"simulator at {sim_url}; config at {config}")
         say("running the streamer for 12 s, then kill -9 (a crash) ...")
@@ -220,7 +271,7 @@ def main() -> int:
         say("... restarting it; it recovers its spool and checkpoints, runs 12 s more, then SIGTERM")
         code = run_streamer(procs, config, 12, kill=False)
         say(f"streamer exited with {code} after flushing")
-        lines, _ = landed()
+        lines, _ = landed(storage(config))
         ids = Counter(line["tweet"]["id"] for line in lines)
         served = json.loads(__import__("urllib.request").request.urlopen(f"{sim_url}/_sim/served").read())
         served_ids = {i for v in served.values() for i in v}
