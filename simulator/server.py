@@ -20,7 +20,7 @@ from aiohttp import web
 
 from simulator.world import World
 
-FAULTS = ("429", "500", "503", "502html", "malformed", "slow", "disconnect", "partial_json")
+FAULTS = ("none", "429", "500", "503", "502html", "malformed", "slow", "disconnect", "partial_json")
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Faults:
 
     def draw(self, rng: random.Random) -> str | None:
         fault = self.scripted.popleft() if self.scripted else None
+        if fault == "none":  # a scripted healthy answer, to place a fault on a later request
+            return None
         if fault is None:
             for name, p in self.probabilities.items():
                 if rng.random() < p:

@@ -118,11 +118,11 @@ class PollSource:
             await self._emit_error({"title": "account unavailable", "detail": str(exc), "status": exc.status}, account)
             return 0
         except ApiError as exc:
-            log.error("poll_failed", account=account.username, error=str(exc), pages=len(pages))
+            # Handing on only the newer pages would move the cursor past the unfetched older ones:
+            # drop the partial round instead; the next round asks again from the same checkpoint.
+            log.error("poll_failed", account=account.username, error=str(exc), pages_discarded=len(pages))
             self._metrics.account_errors.labels(account.username, exc.kind).inc()
-            if not pages:
-                return 0
-            token = "incomplete"  # keep what was fetched; the older part is a gap, reported below
+            return 0
         return await self._hand_on(account, since, pages, truncated=bool(token))
 
     async def _hand_on(

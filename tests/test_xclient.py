@@ -132,3 +132,45 @@ def test_poll_source_reports_a_timeline_gap_it_cannot_fill():
     tweet_ids = [i.tweet_id for i in items if i.stream == "tweets"]
     assert tweet_ids[:120] == sorted(tweet_ids[:120]) and tweet_ids[120:] == sorted(tweet_ids[120:])
     assert len(set(tweet_ids)) == 3320
+
+
+def test_a_round_that_fails_midway_hands_on_nothing_and_the_next_round_gets_everything():
+    from streamer.ledger import Ledger
+    from streamer.poller import PollSource
+
+    world = World(["NASA"])
+    world.generate(250)
+    sim = SimulatorThread(Simulator(world, rate_limit=10_000, window_s=900)).start()
+    metrics = Metrics()
+
+    async def go(tmp):
+        queue: asyncio.Queue = asyncio.Queue()
+        client = _client(sim.url, metrics, max_retries=1)
+        source = PollSource(client, Ledger(tmp / "state.json"), queue, metrics, usernames=("NASA",), poll_interval_s=1)
+        try:
+            [account] = await source.resolve_accounts()
+            # page 1 succeeds, page 2 fails twice: retries exhausted in the middle of the round
+            sim.simulator.faults.scripted.extend(["none", "500", "500"])
+            failed = await source.poll_account(account)
+            handed_on_after_failure = queue.qsize()
+            retried = await source.poll_account(account)
+        finally:
+            await client.close()
+        ids = []
+        while not queue.empty():
+            item = queue.get_nowait()
+            if item.stream == "tweets":
+                ids.append(item.tweet_id)
+        return failed, handed_on_after_failure, retried, ids
+
+    import tempfile
+    from pathlib import Path
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            failed, after_failure, retried, ids = asyncio.run(go(Path(tmp)))
+    finally:
+        sim.stop()
+    assert (failed, after_failure) == (0, 0)
+    assert retried == 250 and ids == sorted(ids) and len(set(ids)) == 250
+    assert metrics.account_errors.labels("NASA", "server_error")._value.get() == 1
