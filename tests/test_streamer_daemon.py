@@ -169,3 +169,51 @@ def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpo
     counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
     assert set(counts) == expected, "the suspended account's tweets cannot land; every other one must"
     assert max(counts.values()) == 1
+
+
+def test_full_disk_is_logged_retried_counted_and_loses_nothing(tmp_path, sim, s3_endpoint, bucket):
+    """The state directory is a 64 KiB tmpfs and S3 is down: spool writes hit ENOSPC for real."""
+    import socket
+    import subprocess
+
+    from moto.server import ThreadedMotoServer
+
+    disk = tmp_path / "state"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    assert mounted.returncode == 0, f"this test needs root to mount a small tmpfs: {mounted.stderr!r}"
+    server = None
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        endpoint = f"http://127.0.0.1:{port}"
+        config = write_config(
+            tmp_path / "c.toml",
+            base_url=sim.url,
+            landing_uri=_landing(bucket),
+            endpoint_url=endpoint,
+            state_dir=disk,
+            max_records=20,
+        )
+        daemon = Daemon(config, tmp_path / "daemon.log").start()
+        sim_post(sim.url, "/_sim/generate", {"count": 600})
+        daemon.wait_event("spool_write_failed", timeout=30)
+        _, metrics = daemon.get("/metrics")
+        import re
+
+        failures = re.search(r"^tweetlake_spool_write_failures_total (\S+)$", metrics, re.M)
+        assert failures and float(failures.group(1)) >= 1
+        # space comes back, then S3 does
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        expected = all_generated(sim.url)
+        wait_landed_s3(endpoint, bucket, "lake/landing", expected, timeout=60)
+        assert daemon.terminate() == 0
+        counts = tweet_id_counts(landed_lines_s3(endpoint, bucket, "lake/landing"))
+        assert set(counts) == expected and max(counts.values()) == 1
+    finally:
+        if server:
+            server.stop()
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
