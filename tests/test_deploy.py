@@ -148,3 +148,30 @@ def test_compaction_role_reads_landing_and_writes_tables_only(stack):
         assert _allowed(statements, action, f"{arn}/tweetlake/tables/tweets/dt=2026-11-25/hour=10/part-00000.parquet")
     assert not _allowed(statements, "s3:PutObject", f"{arn}/other/x")
     assert not any("ssm:" in str(s["Action"]) for s in statements)
+
+
+def test_instance_user_data_is_valid_bash_and_writes_a_valid_config(stack, tmp_path):
+    import base64
+    import re
+
+    from tweetlake.config import build_config
+
+    ec2 = boto3.client("ec2", **stack["kw"])
+    instance = stack["outputs"]["StreamerInstanceId"]
+    encoded = ec2.describe_instance_attribute(InstanceId=instance, Attribute="userData")["UserData"]["Value"]
+    script = base64.b64decode(encoded).decode()
+    path = tmp_path / "user-data.sh"
+    path.write_text(script)
+    syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+    assert "${" not in re.sub(r"\$\{?[a-z_]+\}?", "", script.split("'SH'", 1)[0]), "an unrendered ${...} remains"
+    toml_text = re.search(r"<<'TOML'\n(.*?)\nTOML\n", script, re.S).group(1)
+    import tomllib
+
+    config = build_config(tomllib.loads(toml_text), environ={})
+    assert config.collect.users == ("NASA", "XDevelopers")
+    assert config.landing.uri == f"s3://{stack['bucket']}/tweetlake/landing"
+    drop_in = re.search(r"<<'UNIT'\n(.*?)\nUNIT\n", script, re.S).group(1).splitlines()
+    pre = [line for line in drop_in if line.startswith("ExecStartPre=")]
+    assert pre[0] == "ExecStartPre=" and "fetch-x-credentials" in pre[1] and "check-config" in pre[2]
+    assert "systemctl enable --now tweet-streamer" in script
