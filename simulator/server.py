@@ -88,6 +88,7 @@ class Simulator:
         self.served: dict[str, set[str]] = {}
         self.requests = 0
         self.auth_seen: set[str] = set()
+        self.paused = False  # stops the background tweet generator
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -99,6 +100,7 @@ class Simulator:
         app.router.add_post("/_sim/generate", self.ctl_generate)
         app.router.add_post("/_sim/faults", self.ctl_faults)
         app.router.add_post("/_sim/suspend", self.ctl_suspend)
+        app.router.add_post("/_sim/pause", self.ctl_pause)
         return app
 
     async def _gate(self, request: web.Request, bucket: str) -> tuple[web.StreamResponse | None, dict[str, str]]:
@@ -279,6 +281,11 @@ class Simulator:
             self.faults.slow_s = float(body["slow_s"])
         return web.json_response({"scripted": list(self.faults.scripted), "probabilities": self.faults.probabilities})
 
+    async def ctl_pause(self, request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        self.paused = bool(body.get("paused", True))
+        return web.json_response({"paused": self.paused})
+
     async def ctl_suspend(self, request: web.Request) -> web.Response:
         body = await request.json()
         account = self.world.by_username[body["username"].lower()]
@@ -329,7 +336,7 @@ class SimulatorThread:
         while True:
             await asyncio.sleep(1.0)
             count = int(self._tweets_per_s) + (1 if random.random() < self._tweets_per_s % 1 else 0)
-            if count:
+            if count and not self.simulator.paused:
                 self.simulator.world.generate(count)
 
     def start(self) -> SimulatorThread:

@@ -15,6 +15,7 @@ from tests.helpers import (
     sim_post,
     tweet_id_counts,
     wait_landed_s3,
+    wait_until,
     write_config,
 )
 
@@ -44,7 +45,9 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
     assert 'tweetlake_api_requests_total{endpoint="/2/users/:id/tweets",status="200"}' in metrics
     # tweets still in the open batch at SIGTERM are flushed, not dropped
     sim_post(sim.url, "/_sim/generate", {"count": 7, "username": "NASA"})
-    time.sleep(0.6)
+    nasa = len(sim_get(sim.url, "/_sim/ids")["NASA"])
+    collected = f'tweetlake_tweets_collected_total{{account="NASA"}} {float(nasa)}'
+    wait_until(lambda: collected in daemon.get("/metrics")[1], timeout=20, message="the 7 new tweets collected")
     started = time.monotonic()
     assert daemon.terminate() == 0
     assert time.monotonic() - started < 15

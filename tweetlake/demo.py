@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,7 +112,7 @@ def landed(store: Storage, stream: str = "tweets") -> tuple[list[dict], int]:
     return lines, len(files)
 
 
-def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool) -> int | None:
+def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool, sim_url: str = "") -> int | None:
     env = {"X_BEARER_TOKEN": "demo-token-not-a-secret"}
     proc = procs.start(
         [sys.executable, "-m", "streamer", "run", "--config", str(config), "--log-format", "json"],
@@ -124,8 +125,27 @@ def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool) 
         proc.kill()
         proc.wait()
         return None
+    # stop the simulator's new tweets and let the streamer catch up, so that "served" is final
+    post(f"{sim_url}/_sim/pause", {"paused": True})
+    deadline = time.time() + 60
+    while time.time() < deadline and not served_ids(sim_url) <= {
+        line["tweet"]["id"] for line in landed(storage(config))[0]
+    }:
+        time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     return proc.wait(60)
+
+
+def post(url: str, body: dict) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def served_ids(sim_url: str) -> set[str]:
+    served = json.loads(urllib.request.urlopen(f"{sim_url}/_sim/served", timeout=10).read())
+    return {tweet_id for ids in served.values() for tweet_id in ids}
 
 
 def run_dag(config: Path, hours: list[Hour]) -> None:
@@ -268,16 +288,20 @@ def main() -> int:
         say(f"simulator at {sim_url}; config at {config}")
         say("running the streamer for 12 s, then kill -9 (a crash) ...")
         run_streamer(procs, config, 12, kill=True)
-        say("... restarting it; it recovers its spool and checkpoints, runs 12 s more, then SIGTERM")
-        code = run_streamer(procs, config, 12, kill=False)
+        say(
+            say(
+                "... restarting it; it recovers its spool and checkpoints and runs 12 s more; then the simulator "
+                "pauses, the streamer catches up and gets SIGTERM"
+            )
+        )
+        code = run_streamer(procs, config, 12, kill=False, sim_url=sim_url)
         say(f"streamer exited with {code} after flushing")
         lines, _ = landed(storage(config))
         ids = Counter(line["tweet"]["id"] for line in lines)
-        served = json.loads(__import__("urllib.request").request.urlopen(f"{sim_url}/_sim/served").read())
-        served_ids = {i for v in served.values() for i in v}
+        served = served_ids(sim_url)
         say(
-            f"landed {len(ids)} unique tweets in {len(lines)} lines; simulator served {len(served_ids)} "
-            f"-> missing {len(served_ids - set(ids))}, duplicated {sum(1 for v in ids.values() if v > 1)}"
+            f"landed {len(ids)} unique tweets in {len(lines)} lines; simulator served {len(served)} "
+            f"-> missing {len(served - set(ids))}, duplicated {sum(1 for v in ids.values() if v > 1)}"
         )
         hours = sorted({Hour.parse(line["collected_at"]) for line in lines})
         run_dag(config, hours)
