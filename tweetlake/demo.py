@@ -289,10 +289,8 @@ def main() -> int:
         say("running the streamer for 12 s, then kill -9 (a crash) ...")
         run_streamer(procs, config, 12, kill=True)
         say(
-            say(
-                "... restarting it; it recovers its spool and checkpoints and runs 12 s more; then the simulator "
-                "pauses, the streamer catches up and gets SIGTERM"
-            )
+            "... restarting it; it recovers its spool and checkpoints and runs 12 s more; then the simulator "
+            "pauses, the streamer catches up and gets SIGTERM"
         )
         code = run_streamer(procs, config, 12, kill=False, sim_url=sim_url)
         say(f"streamer exited with {code} after flushing")
