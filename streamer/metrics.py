@@ -63,5 +63,9 @@ class Metrics:
             "tweetlake_last_success_timestamp_seconds", "Unix time of the last success", ["what"], registry=r
         )
 
+        self.last_success_at: dict[str, float] = {}  # the same values, for /healthz
+
     def mark_success(self, what: str) -> None:
-        self.last_success.labels(what).set(time.time())
+        now = time.time()
+        self.last_success_at[what] = now
+        self.last_success.labels(what).set(now)

@@ -65,6 +65,7 @@ class PollSource:
         self._clock = clock
         # Where the next round starts: ahead of the durable checkpoint while items are in flight.
         self._cursor: dict[str, int] = dict(ledger.checkpoints)
+        self._reported_lookup_errors: set[str] = set()  # land a lookup error once per run, log it every round
         self.rounds = 0
 
     async def run(self) -> None:
@@ -91,9 +92,12 @@ class PollSource:
                     self._ledger.accounts[str(user["username"]).lower()] = str(user["id"])
                     log.info("account_resolved", username=user["username"], account_id=user["id"])
             for error in payload.get("errors") or ():
-                log.warning("account_unavailable", detail=error.get("detail"), value=error.get("value"))
-                self._metrics.account_errors.labels(str(error.get("value", "?")), "lookup").inc()
-                await self._emit_error(error, None)
+                value = str(error.get("value", "?"))
+                log.warning("account_unavailable", detail=error.get("detail"), value=value)
+                self._metrics.account_errors.labels(value, "lookup").inc()
+                if value not in self._reported_lookup_errors:
+                    self._reported_lookup_errors.add(value)
+                    await self._emit_error(error, None)
         return [
             Account(self._ledger.accounts[u.lower()], u) for u in self._usernames if u.lower() in self._ledger.accounts
         ]

@@ -66,15 +66,15 @@ class Service:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         alive = {name: not task.done() for name, task in self._tasks.items()}
-        last_poll = self.metrics.last_success.labels("poll")._value.get() or self._started
+        last_poll = self.metrics.last_success_at.get("poll", self._started)
         stale_after = max(3 * self.config.collect.poll_interval_s, 600.0)
         fresh = time.time() - last_poll < stale_after
         detail = {
             "components": alive,
             "seconds_since_last_poll": round(time.time() - last_poll, 1),
-            "spool_files": int(self.metrics.spool_files._value.get()),
-            "spool_bytes": int(self.metrics.spool_bytes._value.get()),
-            "backpressure": bool(self.metrics.backpressure._value.get()),
+            "spool_files": self.spool.file_count,
+            "spool_bytes": self.spool.used_bytes,
+            "backpressure": self.spool.paused_by_cap,
         }
         return all(alive.values()) and fresh, detail
 

@@ -30,6 +30,7 @@ class Spool:
         self._metrics = metrics
         self._sizes: dict[Path, int] = {}
         self._room = asyncio.Condition()
+        self.paused_by_cap = False
         self.dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -106,8 +107,10 @@ class Spool:
         if self.used_bytes + nbytes <= self.max_bytes or not self._sizes:
             return
         self._metrics.backpressure.set(1)
+        self.paused_by_cap = True
         log.warning("backpressure_on", spool_bytes=self.used_bytes, cap=self.max_bytes)
         async with self._room:
             await self._room.wait_for(lambda: self.used_bytes + nbytes <= self.max_bytes or not self._sizes)
         self._metrics.backpressure.set(0)
+        self.paused_by_cap = False
         log.info("backpressure_off", spool_bytes=self.used_bytes)

@@ -174,3 +174,32 @@ def test_a_round_that_fails_midway_hands_on_nothing_and_the_next_round_gets_ever
     assert (failed, after_failure) == (0, 0)
     assert retried == 250 and ids == sorted(ids) and len(set(ids)) == 250
     assert metrics.account_errors.labels("NASA", "server_error")._value.get() == 1
+
+
+def test_unknown_account_is_logged_every_round_but_landed_once(sim):
+    from streamer.ledger import Ledger
+    from streamer.poller import PollSource
+
+    metrics = Metrics()
+
+    async def go(tmp):
+        queue: asyncio.Queue = asyncio.Queue()
+        client = _client(sim.url, metrics)
+        source = PollSource(
+            client, Ledger(tmp / "state.json"), queue, metrics, usernames=("NASA", "nobody_here"), poll_interval_s=1
+        )
+        try:
+            first = await source.resolve_accounts()
+            second = await source.resolve_accounts()
+        finally:
+            await client.close()
+        return first, second, [queue.get_nowait() for _ in range(queue.qsize())]
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        first, second, items = asyncio.run(go(Path(tmp)))
+    assert [a.username for a in first] == [a.username for a in second] == ["NASA"]
+    assert len([i for i in items if i.stream == "errors"]) == 1
+    assert metrics.account_errors.labels("nobody_here", "lookup")._value.get() == 2
