@@ -177,3 +177,19 @@ def wait_landed_s3(endpoint: str, bucket: str, prefix: str, expected: set[str], 
         timeout=timeout,
         message=f"{len(expected)} tweets landed under s3://{bucket}/{prefix}",
     )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (yet): an S3 endpoint that is down."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def assert_landed_exactly_once(endpoint: str, bucket: str, prefix: str, expected: set[str]) -> None:
+    counts = tweet_id_counts(landed_lines_s3(endpoint, bucket, prefix))
+    assert set(counts) == expected, f"missing {len(expected - set(counts))}, unexpected {len(set(counts) - expected)}"
+    duplicated = [k for k, v in counts.items() if v > 1]
+    assert not duplicated, f"landed more than once: {duplicated[:5]}"

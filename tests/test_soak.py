@@ -11,9 +11,8 @@ import pytest
 from tests.helpers import (
     Daemon,
     all_generated,
-    landed_lines_s3,
+    assert_landed_exactly_once,
     sim_post,
-    tweet_id_counts,
     wait_landed_s3,
     write_config,
 )
@@ -57,6 +56,5 @@ def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
     expected = all_generated(sim.url)
     wait_landed_s3(s3_endpoint, bucket, "soak/landing", expected, timeout=120)
     assert daemon.terminate() == 0
-    counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "soak/landing"))
-    assert set(counts) == expected and max(counts.values()) == 1
+    assert_landed_exactly_once(s3_endpoint, bucket, "soak/landing", expected)
     print(f"soak: {seconds:.0f}s, {kills} kill -9, {len(expected)} tweets landed exactly once")

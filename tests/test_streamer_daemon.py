@@ -10,6 +10,8 @@ from tests.helpers import (
     SECRET,
     Daemon,
     all_generated,
+    assert_landed_exactly_once,
+    free_port,
     landed_lines_s3,
     sim_get,
     sim_post,
@@ -93,21 +95,14 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_
     expected = all_generated(sim.url)
     wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=40)
     assert daemon.terminate() == 0
-    counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
-    assert set(counts) == expected
-    duplicated = {k: v for k, v in counts.items() if v > 1}
-    assert not duplicated, f"duplicated after kill -9: {list(duplicated)[:5]}"
+    assert_landed_exactly_once(s3_endpoint, bucket, "lake/landing", expected)
 
 
 def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_endpoint, bucket):
     """Landing points at a port where S3 is down; later the same daemon's spool drains to S3."""
-    import socket
-
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     outage_endpoint = f"http://127.0.0.1:{port}"
     config = write_config(
         tmp_path / "c.toml",
@@ -136,8 +131,7 @@ def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_en
         expected = all_generated(sim.url)
         wait_landed_s3(outage_endpoint, bucket, "lake/landing", expected, timeout=60)
         assert daemon.terminate() == 0
-        counts = tweet_id_counts(landed_lines_s3(outage_endpoint, bucket, "lake/landing"))
-        assert set(counts) == expected and max(counts.values()) == 1
+        assert_landed_exactly_once(outage_endpoint, bucket, "lake/landing", expected)
         assert "backpressure_off" in {e.get("event") for e in daemon.events()}
     finally:
         server.stop()
@@ -170,14 +164,12 @@ def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpo
         assert needle in metrics, needle
     events = [e.get("event") for e in daemon.events()]
     assert "rate_limited" in events and "api_retry" in events and "account_unavailable" in events
-    counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
-    assert set(counts) == expected, "the suspended account's tweets cannot land; every other one must"
-    assert max(counts.values()) == 1
+    # the suspended account's tweets cannot land; every other one must, once
+    assert_landed_exactly_once(s3_endpoint, bucket, "lake/landing", expected)
 
 
 def test_full_disk_is_logged_retried_counted_and_loses_nothing(tmp_path, sim, s3_endpoint, bucket):
     """The state directory is a 64 KiB tmpfs and S3 is down: spool writes hit ENOSPC for real."""
-    import socket
     import subprocess
 
     from moto.server import ThreadedMotoServer
@@ -188,9 +180,7 @@ def test_full_disk_is_logged_retried_counted_and_loses_nothing(tmp_path, sim, s3
     assert mounted.returncode == 0, f"this test needs root to mount a small tmpfs: {mounted.stderr!r}"
     server = None
     try:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         endpoint = f"http://127.0.0.1:{port}"
         config = write_config(
             tmp_path / "c.toml",
@@ -215,8 +205,7 @@ def test_full_disk_is_logged_retried_counted_and_loses_nothing(tmp_path, sim, s3
         expected = all_generated(sim.url)
         wait_landed_s3(endpoint, bucket, "lake/landing", expected, timeout=60)
         assert daemon.terminate() == 0
-        counts = tweet_id_counts(landed_lines_s3(endpoint, bucket, "lake/landing"))
-        assert set(counts) == expected and max(counts.values()) == 1
+        assert_landed_exactly_once(endpoint, bucket, "lake/landing", expected)
     finally:
         if server:
             server.stop()
