@@ -26,14 +26,20 @@ def _landing(bucket: str) -> str:
     return f"s3://{bucket}/lake/landing"
 
 
-def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_endpoint, bucket):
-    config = write_config(
+def _config(tmp_path, sim, bucket: str, endpoint: str, **batch):
+    """A daemon config: the simulator, landing under s3://bucket/lake/landing, state in tmp_path/state."""
+    return write_config(
         tmp_path / "c.toml",
         base_url=sim.url,
         landing_uri=_landing(bucket),
-        endpoint_url=s3_endpoint,
+        endpoint_url=endpoint,
         state_dir=tmp_path / "state",
+        **batch,
     )
+
+
+def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_endpoint, bucket):
+    config = _config(tmp_path, sim, bucket, s3_endpoint)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("poll_done")
     sim_post(sim.url, "/_sim/generate", {"count": 30})
@@ -75,16 +81,7 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_endpoint, bucket):
     rng = random.Random(20261125)
-    config = write_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=_landing(bucket),
-        endpoint_url=s3_endpoint,
-        state_dir=tmp_path / "state",
-        max_records=7,
-        max_age_s=0.2,
-        poll_interval_s=0.1,
-    )
+    config = _config(tmp_path, sim, bucket, s3_endpoint, max_records=7, max_age_s=0.2, poll_interval_s=0.1)
     log = tmp_path / "daemon.log"
     for _round in range(5):
         daemon = Daemon(config, log).start()
@@ -104,16 +101,7 @@ def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_en
 
     port = free_port()
     outage_endpoint = f"http://127.0.0.1:{port}"
-    config = write_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=_landing(bucket),
-        endpoint_url=outage_endpoint,
-        state_dir=tmp_path / "state",
-        max_records=10,
-        max_bytes=20_000,
-        max_spool_bytes=20_000,
-    )
+    config = _config(tmp_path, sim, bucket, outage_endpoint, max_records=10, max_bytes=20_000, max_spool_bytes=20_000)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("upload_failed")
     daemon.wait_event("backpressure_on")
@@ -141,13 +129,7 @@ def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpo
     # "slow" stalls past the client's 2 s timeout: a network-level failure
     sim_post(sim.url, "/_sim/faults", {"next": ["429", "500", "502html", "malformed", "slow", "429"], "slow_s": 2.5})
     sim_post(sim.url, "/_sim/suspend", {"username": "tweetlake_demo"})
-    config = write_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=_landing(bucket),
-        endpoint_url=s3_endpoint,
-        state_dir=tmp_path / "state",
-    )
+    config = _config(tmp_path, sim, bucket, s3_endpoint)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     ids = {k: set(v) for k, v in sim_get(sim.url, "/_sim/ids").items()}
     expected = ids["XDevelopers"] | ids["NASA"]
@@ -182,14 +164,7 @@ def test_full_disk_is_logged_retried_counted_and_loses_nothing(tmp_path, sim, s3
     try:
         port = free_port()
         endpoint = f"http://127.0.0.1:{port}"
-        config = write_config(
-            tmp_path / "c.toml",
-            base_url=sim.url,
-            landing_uri=_landing(bucket),
-            endpoint_url=endpoint,
-            state_dir=disk,
-            max_records=20,
-        )
+        config = _config(tmp_path, sim, bucket, endpoint, max_records=20)
         daemon = Daemon(config, tmp_path / "daemon.log").start()
         sim_post(sim.url, "/_sim/generate", {"count": 600})
         daemon.wait_event("spool_write_failed", timeout=30)
