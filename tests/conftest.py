@@ -62,3 +62,16 @@ def sim():
     thread = SimulatorThread(Simulator(world, rate_limit=10_000, window_s=900)).start()
     yield thread
     thread.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reap_daemons():
+    """A failing test must not leave a daemon running behind it."""
+    from tests.helpers import STARTED
+
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -61,6 +61,9 @@ shutdown_timeout_s = {batch.get("shutdown_timeout_s", 15)}
     return path
 
 
+STARTED: list[subprocess.Popen[bytes]] = []  # every daemon a test started; conftest reaps them
+
+
 class Daemon:
     """The real daemon (``python -m streamer run``) in a subprocess, logs captured to a file."""
 
@@ -80,6 +83,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
         )
         handle.close()
+        STARTED.append(self.proc)
         return self
 
     def events(self) -> list[dict[str, Any]]:
