@@ -93,6 +93,7 @@ class Service:
         for batch in recovered:
             uploads.put_nowait(batch)
 
+        accounts = config.collect.my_users()  # this host's shard of collect.users
         client = XClient(
             config.x_api.base_url,
             self._credentials,
@@ -105,7 +106,7 @@ class Service:
             self.ledger,
             items,
             self.metrics,
-            usernames=config.collect.my_users(),
+            usernames=accounts,
             poll_interval_s=config.collect.poll_interval_s,
             max_pages=config.collect.max_history_pages,
         )
@@ -132,10 +133,10 @@ class Service:
             "source": asyncio.create_task(source.run(), name="source"),
         }
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
-        self._notifier.ready(f"collecting {len(config.collect.users)} accounts")
+        self._notifier.ready(f"collecting {len(accounts)} accounts")
         log.info(
             "started",
-            accounts=len(config.collect.users),
+            accounts=len(accounts),
             landing=self.sink.location.uri(),
             metrics_port=self.health_server.port,
             writer=config.collect.writer_id,
