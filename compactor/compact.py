@@ -338,5 +338,5 @@ def read_manifest(storage: Storage, hour: Hour) -> dict[str, Any] | None:
     try:
         with storage.fs.open_input_stream(path) as handle:
             return json.loads(handle.read())
-    except (FileNotFoundError, OSError):
+    except OSError:  # FileNotFoundError included: no manifest yet
         return None

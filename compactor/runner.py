@@ -22,16 +22,12 @@ def load(config_path: str) -> Config:
     return config
 
 
-def _storage(config: Config, s3: S3Settings | None) -> Storage:
-    return Storage.from_config(config, s3)
-
-
 def run_compact(
     config_path: str, interval_start: datetime, s3: S3Settings | None = None, run_id: str | None = None
 ) -> dict[str, Any]:
     config = load(config_path)
     report = compact_hour(
-        _storage(config, s3),
+        Storage.from_config(config, s3),
         Hour.of(interval_start),
         lookback_hours=config.tables.lookback_hours,
         max_rows_per_file=config.tables.max_rows_per_file,
@@ -41,10 +37,10 @@ def run_compact(
 
 
 def run_validate(config_path: str, report: dict[str, Any], s3: S3Settings | None = None) -> list[str]:
-    return validate(_storage(load(config_path), s3), HourReport(**report))
+    return validate(Storage.from_config(load(config_path), s3), HourReport(**report))
 
 
 def run_publish(config_path: str, report: dict[str, Any], s3: S3Settings | None = None) -> str:
-    storage = _storage(load(config_path), s3)
+    storage = Storage.from_config(load(config_path), s3)
     write_manifest(storage, HourReport(**report), valid=True)
     return storage.tables.uri(f"tweets/{Hour.parse(report['hour']).partition}")

@@ -127,10 +127,9 @@ def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool, 
         return None
     # stop the simulator's new tweets and let the streamer catch up, so that "served" is final
     post(f"{sim_url}/_sim/pause", {"paused": True})
+    store = storage(config)
     deadline = time.time() + 60
-    while time.time() < deadline and not served_ids(sim_url) <= {
-        line["tweet"]["id"] for line in landed(storage(config))[0]
-    }:
+    while time.time() < deadline and not served_ids(sim_url) <= {line["tweet"]["id"] for line in landed(store)[0]}:
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     return proc.wait(60)
