@@ -54,6 +54,7 @@ def items(n: int):
 
 async def pipeline(all_items, endpoint: str, bucket: str, state: Path, batch: int) -> float:
     from streamer.batcher import Batcher
+    from streamer.health import Health
     from streamer.items import FLUSH
     from streamer.ledger import Ledger
     from streamer.metrics import Metrics
@@ -69,8 +70,8 @@ async def pipeline(all_items, endpoint: str, bucket: str, state: Path, batch: in
     sink = sink_for(f"s3://{bucket}/p/landing", endpoint_url=endpoint)
     tasks = [
         asyncio.create_task(Batcher(q_items, q_batches, max_records=batch, max_bytes=10**9, max_age_s=3600).run()),
-        asyncio.create_task(SpoolWriter(q_batches, q_uploads, spool, ledger, metrics).run()),
-        asyncio.create_task(Uploader(q_uploads, sink, spool, metrics, writer_id="bench").run()),
+        asyncio.create_task(SpoolWriter(q_batches, q_uploads, spool, ledger, metrics, writer_id="bench").run()),
+        asyncio.create_task(Uploader(q_uploads, sink, spool, ledger, metrics, Health(600), writer_id="bench").run()),
     ]
     started = time.perf_counter()
     for item in all_items:

@@ -9,6 +9,7 @@ Controls under ``/_sim/``: generate tweets, list every id generated or served, s
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import threading
 import time
@@ -20,7 +21,18 @@ from aiohttp import web
 
 from simulator.world import World
 
-FAULTS = ("none", "429", "500", "503", "502html", "malformed", "slow", "disconnect", "partial_json")
+# Wrongly shaped 200 answers: the body of a healthy answer, mangled one way.
+SHAPE_FAULTS = (
+    "bad_tweet_id",  # the newest tweet's id is "²" (a digit to str.isdigit, not to int)
+    "meta_list",  # meta is a list
+    "errors_strings",  # errors entries are strings
+    "refs_string",  # a tweet's referenced_tweets is a string
+    "mentions_string",  # a tweet's entities.mentions is a string
+    "data_string",  # data is a string
+    "top_list",  # the body is a JSON list
+    "user_id_list",  # (users/by) a user id is a list
+)
+FAULTS = ("none", "429", "500", "503", "502html", "malformed", "slow", "disconnect", "partial_json", *SHAPE_FAULTS)
 
 
 @dataclass
@@ -103,12 +115,20 @@ class Simulator:
         app.router.add_post("/_sim/pause", self.ctl_pause)
         return app
 
-    async def _gate(self, request: web.Request, bucket: str) -> tuple[web.StreamResponse | None, dict[str, str]]:
-        """Auth, rate limit and fault injection shared by the API endpoints."""
+    async def _gate(
+        self, request: web.Request, bucket: str
+    ) -> tuple[web.StreamResponse | None, dict[str, str], str | None]:
+        """Auth, rate limit and fault injection shared by the API endpoints (the shape fault to apply)."""
+        early, headers, fault = await self._faulted(request, bucket)
+        return early, headers, fault if fault in SHAPE_FAULTS else None
+
+    async def _faulted(
+        self, request: web.Request, bucket: str
+    ) -> tuple[web.StreamResponse | None, dict[str, str], str | None]:
         self.requests += 1
         auth = request.headers.get("Authorization", "")
         if self.require_auth and not auth.startswith(("Bearer ", "OAuth ")):
-            return _problem(401, "Unauthorized", "Unauthorized"), {}
+            return _problem(401, "Unauthorized", "Unauthorized"), {}, None
         self.auth_seen.add(auth.split(" ", 1)[0])
         allowed, headers = self._rate[bucket].take()
         fault = self.faults.draw(self._rng)
@@ -118,26 +138,25 @@ class Simulator:
             if fault == "429":
                 response.headers["x-rate-limit-remaining"] = "0"
                 response.headers["x-rate-limit-reset"] = str(int(time.time()) + 1)
-            return response, headers
+            return response, headers, None
         if fault in ("500", "503"):
-            return _problem(int(fault), "Service Unavailable", "Internal error, try again"), headers
+            return _problem(int(fault), "Service Unavailable", "Internal error, try again"), headers, None
         if fault == "502html":
-            return web.Response(
-                status=502, text="<html><body>Bad Gateway</body></html>", content_type="text/html"
-            ), headers
+            html = web.Response(status=502, text="<html><body>Bad Gateway</body></html>", content_type="text/html")
+            return html, headers, None
         if fault == "slow":
             await asyncio.sleep(self.faults.slow_s)
         if fault == "disconnect":
             assert request.transport is not None
             request.transport.close()
-            return web.Response(status=500), headers
+            return web.Response(status=500), headers, None
         if fault in ("malformed", "partial_json"):
             text = '{"data": [{"id": "1", "text": "trunc' if fault == "partial_json" else "<<not json>>"
-            return web.Response(status=200, text=text, content_type="application/json", headers=headers), headers
-        return None, headers
+            return web.Response(status=200, text=text, content_type="application/json", headers=headers), headers, None
+        return None, headers, fault
 
     async def users_by(self, request: web.Request) -> web.StreamResponse:
-        early, headers = await self._gate(request, "users_by")
+        early, headers, shape = await self._gate(request, "users_by")
         if early is not None:
             return early
         names = [n for n in request.query.get("usernames", "").split(",") if n]
@@ -176,10 +195,10 @@ class Simulator:
             body["data"] = data
         if errors:
             body["errors"] = errors
-        return web.json_response(body, headers=headers)
+        return web.json_response(mangle(body, shape), headers=headers)
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
-        early, headers = await self._gate(request, "timeline")
+        early, headers, shape = await self._gate(request, "timeline")
         if early is not None:
             return early
         account = self.world.accounts.get(request.match_info["id"])
@@ -201,8 +220,15 @@ class Simulator:
             ]
             page = newest_first[:max_results]
             body = self._page_body(account, page, more=len(newest_first) > len(page))
-        self.served.setdefault(account.username, set()).update(t["id"] for t in page)
-        return web.json_response(body, headers=headers)
+        if shape in ("bad_tweet_id", "refs_string", "mentions_string"):
+            intact = page[1:]  # the first tweet is mangled: it lands in the errors stream
+        elif shape in (None, "errors_strings", "user_id_list"):
+            intact = page
+        else:
+            intact = []  # the whole answer is unusable
+
+        self.served.setdefault(account.username, set()).update(t["id"] for t in intact)
+        return web.json_response(mangle(body, shape), headers=headers)
 
     def _page_body(self, account: Any, page: list[dict[str, Any]], *, more: bool) -> dict[str, Any]:
         meta: dict[str, Any] = {"result_count": len(page)}
@@ -291,6 +317,32 @@ class Simulator:
         account = self.world.by_username[body["username"].lower()]
         account.suspended = bool(body.get("suspended", True))
         return web.json_response({"username": account.username, "suspended": account.suspended})
+
+
+def mangle(body: dict[str, Any], shape: str | None) -> Any:
+    """A copy of a healthy answer made wrongly shaped one way (``SHAPE_FAULTS``); None: the answer itself."""
+    if shape is None:
+        return body
+    body = copy.deepcopy(body)
+    tweets = body.get("data") or [{}]
+    first = tweets[0] if isinstance(tweets[0], dict) else {}
+    if shape == "bad_tweet_id":
+        first["id"] = "\u00b2"
+    elif shape == "meta_list":
+        body["meta"] = [body.get("meta")]
+    elif shape == "errors_strings":
+        body["errors"] = ["something went wrong", 42]
+    elif shape == "refs_string":
+        first["referenced_tweets"] = "replied_to"
+    elif shape == "mentions_string":
+        first.setdefault("entities", {})["mentions"] = "@someone"
+    elif shape == "data_string":
+        body["data"] = "tweets"
+    elif shape == "top_list":
+        return [body]
+    elif shape == "user_id_list":
+        first["id"] = [first.get("id")]
+    return body
 
 
 def _base36(number: int) -> str:

@@ -10,7 +10,8 @@ from streamer.credentials import CredentialsError, load_credentials
 from tweetlake import logs
 from tweetlake.config import Config, ConfigError, load_config, require
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # the configuration (or the state dir another daemon holds) must change
+EXIT_RUNTIME = 1  # start-up failed for a reason outside the config (port in use, disk)
 
 
 def _load(path: str) -> Config:
@@ -44,12 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     logs.configure(config.service.log_level, None if args.log_format == "auto" else args.log_format == "json")
-    from streamer.service import Service  # imported late: check-config stays fast
+    from streamer.service import Service, StartupError  # imported late: check-config stays fast
+    from streamer.state import StateLocked
 
     async def _run() -> int:
         return await Service(config, credentials).run()
 
-    return asyncio.run(_run())
+    try:
+        return asyncio.run(_run())
+    except StateLocked as exc:
+        print(f"tweet-streamer: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"tweet-streamer: cannot start: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

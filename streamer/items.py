@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tweetlake.landing import Hour
+from tweetlake.landing import Hour, landing_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +40,20 @@ class Batch:
 
 @dataclass(frozen=True)
 class SpooledBatch:
-    """A batch that is durable on local disk and waits for its upload."""
+    """A batch that is durable on local disk and waits for its upload under ``key``."""
 
     path: Path
+    writer: str
     seq: int
     stream: str
     hour: Hour
     size: int
     counts: dict[str, int]
     max_ids: dict[str, int]
+
+    @property
+    def key(self) -> str:
+        return landing_key(self.stream, self.hour, self.writer, self.seq)
 
 
 class Flush:

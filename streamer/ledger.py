@@ -1,61 +1,111 @@
-"""The daemon's durable state: per-account checkpoints, the next file sequence number, the
-resolved account ids. Spool files are the other half of that state; ``reconcile`` makes the
-two agree after a crash (a spooled batch newer than the checkpoint moves the checkpoint on).
+"""The daemon's durable bookkeeping: its writer instance, file sequence, checkpoints and account ids.
+
+Spool files are the other half of the durable state; ``streamer.state`` reads both at start and
+makes them agree. The instance id makes this state dir's landed keys its own: two daemons (or a
+ledger rebuilt after damage) never produce the same key, because each starts a new instance.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streamer.durable import write_atomic
-from streamer.items import SpooledBatch
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+
+class DamagedState(Exception):
+    """state.json cannot be read back; ``str()`` says why."""
+
+
+def new_instance() -> str:
+    return secrets.token_hex(4)
 
 
 @dataclass
 class Ledger:
     path: Path
+    instance: str = field(default_factory=new_instance)
     checkpoints: dict[str, int] = field(default_factory=dict)  # account id -> newest durable tweet id
-    next_seq: int = 0
+    next_seq: int = 0  # of this instance
     accounts: dict[str, str] = field(default_factory=dict)  # lower-cased username -> account id
 
     @classmethod
     def load(cls, path: Path) -> Ledger:
+        """The saved ledger, a new one when there is none; DamagedState when it cannot be read."""
         if not path.exists():
             return cls(path)
-        data = json.loads(path.read_text())
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"{path}: unsupported state version {data.get('version')!r}")
-        return cls(
+        try:
+            data = json.loads(path.read_bytes())
+            return cls._from(path, data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            raise DamagedState(f"{type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from(cls, path: Path, data: Any) -> Ledger:
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        version = data.get("version")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"unsupported state version {version!r}")
+        accounts = data.get("accounts", {})
+        if not all(
+            isinstance(k, str) and isinstance(v, str) and v.isascii() and v.isdigit() for k, v in accounts.items()
+        ):
+            raise ValueError("accounts must map names to numeric id strings")
+        ledger = cls(
             path,
-            checkpoints={k: int(v) for k, v in data.get("checkpoints", {}).items()},
-            next_seq=int(data.get("next_seq", 0)),
-            accounts=dict(data.get("accounts", {})),
+            checkpoints={str(k): _id(v) for k, v in data.get("checkpoints", {}).items()},
+            accounts=dict(accounts),
         )
+        if version == STATE_VERSION:  # version 1 had no instance: keep the fresh one, sequence from 0
+            instance = data["instance"]
+            if not (isinstance(instance, str) and instance.isascii() and instance.isalnum()):
+                raise ValueError(f"bad instance {instance!r}")
+            ledger.instance = instance
+            ledger.next_seq = _id(data["next_seq"])
+        return ledger
 
     def save(self) -> None:
         data = {
             "version": STATE_VERSION,
+            "instance": self.instance,
+            "next_seq": self.next_seq,
             # ids as strings: 64-bit ids do not survive every JSON reader as numbers
             "checkpoints": {k: str(v) for k, v in sorted(self.checkpoints.items())},
-            "next_seq": self.next_seq,
             "accounts": dict(sorted(self.accounts.items())),
         }
         write_atomic(self.path, json.dumps(data, indent=1).encode())
+
+    def writer(self, writer_id: str) -> str:
+        """This state dir's name in landed file names."""
+        return f"{writer_id}-{self.instance}"
+
+    def allocate(self) -> int:
+        """The next sequence number of this instance (saved with the next ``save``)."""
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def new_instance(self) -> None:
+        """Start a new writer instance: every key from now on differs from every earlier one."""
+        self.instance = new_instance()
+        self.next_seq = 0
 
     def advance(self, max_ids: dict[str, int]) -> None:
         for account, newest in max_ids.items():
             if newest > self.checkpoints.get(account, 0):
                 self.checkpoints[account] = newest
 
-    def reconcile(self, spooled: Iterable[SpooledBatch]) -> bool:
-        """Fold batches found in the spool into the state; True when anything moved."""
-        before = (dict(self.checkpoints), self.next_seq)
-        for batch in spooled:
-            self.advance(batch.max_ids)
-            self.next_seq = max(self.next_seq, batch.seq + 1)
-        return before != (self.checkpoints, self.next_seq)
+
+def _id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isascii():
+        raise ValueError(f"not a number: {value!r}")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"negative: {value!r}")
+    return number

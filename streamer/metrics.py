@@ -1,15 +1,35 @@
-"""Prometheus metrics of the daemon, on a registry of its own so tests can run many daemons."""
+"""Prometheus metrics of the daemon, on a registry of its own so tests can run many daemons.
+
+Per-account series are labelled ``account`` = the username (``""`` for what belongs to no single
+account), one label set everywhere so series join. Every series that an alert reads exists from
+start: the last-success gauges start at the process start time.
+"""
 
 from __future__ import annotations
 
 import time
+from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+
+SUCCESS_KINDS = ("poll", "poll_round", "upload")
+
+
+def build_version() -> str:
+    try:
+        return version("tweetlake")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Gauge("tweetlake_build_info", "Always 1; the version in a label", ["version"], registry=r).labels(
+            build_version()
+        ).set(1)
         self.tweets_collected = Counter(
             "tweetlake_tweets_collected_total", "Tweets handed on by a source", ["account"], registry=r
         )
@@ -59,13 +79,34 @@ class Metrics:
         self.timeline_gaps = Counter(
             "tweetlake_timeline_gaps_total", "Timeline ranges the API could no longer serve", ["account"], registry=r
         )
-        self.last_success = Gauge(
-            "tweetlake_last_success_timestamp_seconds", "Unix time of the last success", ["what"], registry=r
+        self.quarantined_files = Counter(
+            "tweetlake_quarantined_files_total",
+            "Damaged state or spool files moved to state.dir/quarantine",
+            ["what"],
+            registry=r,
         )
+        self.landing_conflicts = Counter(
+            "tweetlake_landing_conflicts_total",
+            "Landing keys found holding other bytes (never overwritten; the batch was renamed)",
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "tweetlake_last_success_timestamp_seconds",
+            "Unix time of the last success (the process start time until the first one)",
+            ["what"],
+            registry=r,
+        )
+        started = time.time()
+        for what in SUCCESS_KINDS:
+            self.last_success.labels(what).set(started)
+        self._usernames: dict[str, str] = {}  # account id -> username, for labels
 
-        self.last_success_at: dict[str, float] = {}  # the same values, for /healthz
+    def name_account(self, account_id: str, username: str) -> None:
+        self._usernames[account_id] = username
+
+    def username(self, account_id: str) -> str:
+        """The ``account`` label of an account id (the id itself until its name is known)."""
+        return self._usernames.get(account_id, account_id)
 
     def mark_success(self, what: str) -> None:
-        now = time.time()
-        self.last_success_at[what] = now
-        self.last_success.labels(what).set(now)
+        self.last_success.labels(what).set(time.time())

@@ -8,11 +8,14 @@ crash cuts a round short, what reached the spool is always a contiguous oldest p
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from streamer.answers import BadShape, Rejected, TimelinePage, timeline_page, user_lookup
+from streamer.health import Health
 from streamer.items import Item
 from streamer.ledger import Ledger
 from streamer.metrics import Metrics
@@ -38,10 +41,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _valid_tweet(obj: Any) -> bool:
-    return isinstance(obj, dict) and isinstance(obj.get("id"), str) and obj["id"].isdigit()
-
-
 class PollSource:
     def __init__(
         self,
@@ -49,6 +48,7 @@ class PollSource:
         ledger: Ledger,
         out: asyncio.Queue[Any],
         metrics: Metrics,
+        health: Health,
         *,
         usernames: tuple[str, ...],
         poll_interval_s: float,
@@ -59,13 +59,14 @@ class PollSource:
         self._ledger = ledger
         self._out = out
         self._metrics = metrics
+        self._health = health
         self._usernames = usernames
         self._interval = poll_interval_s
         self._max_pages = max_pages
         self._clock = clock
         # Where the next round starts: ahead of the durable checkpoint while items are in flight.
         self._cursor: dict[str, int] = dict(ledger.checkpoints)
-        self._reported_lookup_errors: set[str] = set()  # land a lookup error once per run, log it every round
+        self._reported: set[str] = set()  # what was landed as an error once this run (logged every round)
         self.rounds = 0
 
     async def run(self) -> None:
@@ -87,65 +88,101 @@ class PollSource:
             except ApiError as exc:
                 log.error("user_lookup_failed", usernames=chunk, error=str(exc))
                 continue
-            for user in payload.get("data") or ():
-                if isinstance(user, dict) and user.get("id") and user.get("username"):
-                    self._ledger.accounts[str(user["username"]).lower()] = str(user["id"])
-                    log.info("account_resolved", username=user["username"], account_id=user["id"])
-            for error in payload.get("errors") or ():
+            try:
+                lookup = user_lookup(payload)
+            except BadShape as exc:
+                self._health.collection(ok=False)
+                await self._bad_answer(str(exc), payload, None)
+                continue
+            for user in lookup.users:
+                self._ledger.accounts[user["username"].lower()] = user["id"]
+                log.info("account_resolved", account=user["username"], account_id=user["id"])
+            for rejected in lookup.rejected:
+                await self._land_rejected(rejected, None)
+            for error in lookup.errors:
                 value = str(error.get("value", "?"))
-                log.warning("account_unavailable", detail=error.get("detail"), value=value)
+                log.warning("account_unavailable", account=value, detail=error.get("detail"))
                 self._metrics.account_errors.labels(value, "lookup").inc()
-                if value not in self._reported_lookup_errors:
-                    self._reported_lookup_errors.add(value)
+                if self._first_time(f"lookup:{value}"):
                     await self._emit_error(error, None)
-        return [
+        accounts = [
             Account(self._ledger.accounts[u.lower()], u) for u in self._usernames if u.lower() in self._ledger.accounts
         ]
+        for account in accounts:
+            self._metrics.name_account(account.id, account.username)
+        return accounts
 
     async def poll_account(self, account: Account) -> int:
         """One round for one account; returns how many tweets it handed on."""
         since = self._cursor.get(account.id)
-        pages: list[tuple[dict[str, Any], datetime]] = []
+        pages: list[tuple[TimelinePage, datetime]] = []
         token: str | None = None
+        payload: Any = None
         try:
             while True:
                 payload = await self._client.timeline_page(
                     account.id, since_id=str(since) if since else None, pagination_token=token
                 )
-                pages.append((payload, self._clock()))
-                token = (payload.get("meta") or {}).get("next_token")
+                page = timeline_page(payload)
+                pages.append((page, self._clock()))
+                token = page.next_token
                 if not token or len(pages) >= self._max_pages:
                     break
         except AccountUnavailable as exc:
             log.warning("account_unavailable", account=account.username, error=str(exc))
             self._metrics.account_errors.labels(account.username, exc.kind).inc()
-            await self._emit_error({"title": "account unavailable", "detail": str(exc), "status": exc.status}, account)
+            if self._first_time(f"unavailable:{account.id}:{exc}"):
+                await self._emit_error(
+                    {"title": "account unavailable", "detail": str(exc), "status": exc.status}, account
+                )
             return 0
-        except ApiError as exc:
+        except (ApiError, BadShape) as exc:
             # Handing on only the newer pages would move the cursor past the unfetched older ones:
             # drop the partial round instead; the next round asks again from the same checkpoint.
+            if isinstance(exc, BadShape):
+                self._health.collection(ok=False)  # X answered, but with nothing usable
+                await self._bad_answer(str(exc), payload, account)
+            kind = exc.kind if isinstance(exc, ApiError) else "bad_shape"
             log.error("poll_failed", account=account.username, error=str(exc), pages_discarded=len(pages))
-            self._metrics.account_errors.labels(account.username, exc.kind).inc()
+            self._metrics.account_errors.labels(account.username, kind).inc()
             return 0
         return await self._hand_on(account, since, pages, truncated=bool(token))
 
+    def _first_time(self, what: str) -> bool:
+        if what in self._reported:
+            return False
+        self._reported.add(what)
+        return True
+
+    async def _bad_answer(self, reason: str, payload: Any, account: Account | None) -> None:
+        """A whole answer without the expected shape: counted and logged always, landed raw once."""
+        self._metrics.api_failures.labels("bad_shape").inc()
+        log.error("bad_answer", account=account.username if account else "", reason=reason)
+        if self._first_time(f"bad:{reason}:{json.dumps(payload, sort_keys=True, default=str)}"):
+            await self._emit_error(
+                {"title": "answer without the expected shape", "reason": reason, "answer": payload}, account
+            )
+
+    async def _land_rejected(self, rejected: Rejected, account: Account | None, at: datetime | None = None) -> None:
+        """One wrongly shaped object of an answer, landed raw in the errors stream with the reason."""
+        self._metrics.api_failures.labels("bad_shape").inc()
+        log.warning("malformed_object", account=account.username if account else "", reason=rejected.reason)
+        await self._emit_error(
+            {"title": "object without the expected shape", "reason": rejected.reason, "object": rejected.value},
+            account,
+            at,
+        )
+
     async def _hand_on(
-        self, account: Account, since: int | None, pages: list[tuple[dict[str, Any], datetime]], *, truncated: bool
+        self, account: Account, since: int | None, pages: list[tuple[TimelinePage, datetime]], *, truncated: bool
     ) -> int:
         tweets: dict[int, tuple[dict[str, Any], dict[str, Any], datetime]] = {}
-        for payload, collected_at in pages:
-            includes = payload.get("includes") if isinstance(payload.get("includes"), dict) else {}
-            data = payload.get("data") or []
-            if not isinstance(data, list):
-                data = [data]
-            for tweet in data:
-                if not _valid_tweet(tweet):
-                    self._metrics.api_failures.labels("malformed_tweet").inc()
-                    log.warning("malformed_tweet", account=account.username)
-                    await self._emit_error({"title": "malformed tweet object", "object": tweet}, account, collected_at)
-                    continue
-                tweets[int(tweet["id"])] = (tweet, includes, collected_at)
-            for error in payload.get("errors") or ():
+        for page, collected_at in pages:
+            for rejected in page.rejected:
+                await self._land_rejected(rejected, account, collected_at)
+            for tweet in page.tweets:
+                tweets[int(tweet["id"])] = (tweet, page.includes, collected_at)
+            for error in page.errors:
                 log.info(
                     "api_partial_error", account=account.username, title=error.get("title"), value=error.get("value")
                 )

@@ -17,15 +17,14 @@ from typing import Any
 
 from streamer.batcher import Batcher
 from streamer.credentials import Credentials
-from streamer.health import HealthServer
+from streamer.health import SPOOL_FULL, Health, HealthServer
 from streamer.items import FLUSH, Batch, Flush, Item, SpooledBatch
-from streamer.ledger import Ledger
 from streamer.metrics import Metrics
 from streamer.poller import PollSource
 from streamer.sdnotify import Notifier
-from streamer.sinks import Sink, sink_for
-from streamer.spool import Spool
+from streamer.sinks import sink_for
 from streamer.spooler import SpoolWriter
+from streamer.state import OpenedState, open_state
 from streamer.uploader import Uploader
 from streamer.xclient import XClient
 from tweetlake.config import Config
@@ -35,77 +34,96 @@ log = get_logger("streamer.service")
 ITEM_QUEUE_SIZE = 1000
 
 
+class StartupError(Exception):
+    """The daemon cannot start; ``str()`` is one line naming the cause (CLI exit code 1)."""
+
+
 class Service:
-    def __init__(
-        self,
-        config: Config,
-        credentials: Credentials,
-        *,
-        sink: Sink | None = None,
-        notifier: Notifier | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
+    def __init__(self, config: Config, credentials: Credentials, *, notifier: Notifier | None = None) -> None:
         self.config = config
         self._credentials = credentials
-        self.metrics = metrics or Metrics()
+        self.metrics = Metrics()
+        self.health = Health(config.health.stale_after_s)
         self._notifier = notifier or Notifier()
-        self.sink = sink or sink_for(
-            config.landing.uri, endpoint_url=config.landing.endpoint_url, region=config.landing.region
-        )
-        state_dir = Path(config.state.dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger.load(state_dir / "state.json")
-        self.spool = Spool(state_dir / "spool", config.state.max_spool_bytes, self.metrics)
         self._stop = asyncio.Event()
-        self._started = time.time()
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self.health_server: HealthServer | None = None
+        self._state: OpenedState | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        alive = {name: not task.done() for name, task in self._tasks.items()}
-        last_poll = self.metrics.last_success_at.get("poll", self._started)
-        stale_after = max(3 * self.config.collect.poll_interval_s, 600.0)
-        fresh = time.time() - last_poll < stale_after
-        detail = {
-            "components": alive,
-            "seconds_since_last_poll": round(time.time() - last_poll, 1),
-            "spool_files": self.spool.file_count,
-            "spool_bytes": self.spool.used_bytes,
-            "backpressure": self.spool.paused_by_cap,
+    def report(self) -> dict[str, Any]:
+        """The /healthz body."""
+        assert self._state is not None
+        spool = self._state.spool
+        self.health.warn(SPOOL_FULL, spool.paused_by_cap)
+        body = self.health.report(
+            {name: not task.done() for name, task in self._tasks.items()}, spool_files=spool.file_count
+        )
+        body["components"]["spool"] = {
+            "files": spool.file_count,
+            "bytes": spool.used_bytes,
+            "backpressure": spool.paused_by_cap,
         }
-        return all(alive.values()) and fresh, detail
+        return body
+
+    async def _start_state(self) -> OpenedState:
+        config = self.config
+        try:
+            return await asyncio.to_thread(
+                open_state,
+                Path(config.state.dir),
+                writer_id=config.collect.writer_id,
+                max_spool_bytes=config.state.max_spool_bytes,
+                metrics=self.metrics,
+            )
+        except OSError as exc:
+            log.debug("startup_failed", exc_info=exc)
+            raise StartupError(f"state.dir {config.state.dir}: {exc.strerror or exc}") from None
+
+    async def _start_health(self) -> HealthServer:
+        server = HealthServer(self.metrics, self.report, self.config.metrics.host, self.config.metrics.port)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.debug("startup_failed", exc_info=exc)
+            where = f"{self.config.metrics.host}:{self.config.metrics.port}"
+            raise StartupError(f"metrics.port: cannot listen on {where}: {exc.strerror or exc}") from None
+        return server
 
     async def run(self) -> int:
         config = self.config
-        recovered = self.spool.recover()
-        if self.ledger.reconcile(recovered):
-            await asyncio.to_thread(self.ledger.save)
-            log.warning("state_reconciled", checkpoints=len(self.ledger.checkpoints), next_seq=self.ledger.next_seq)
-        if recovered:
-            log.info("spool_recovered", files=len(recovered), bytes=self.spool.used_bytes)
+        self._state = state = await self._start_state()
+        ledger, spool = state.ledger, state.spool
+        for username in config.collect.users:
+            if account_id := ledger.accounts.get(username.lower()):
+                self.metrics.name_account(account_id, username)
+        if state.pending:
+            log.info("spool_recovered", files=len(state.pending), bytes=spool.used_bytes)
+        health_server = await self._start_health()
 
         items: asyncio.Queue[Item | Flush] = asyncio.Queue(ITEM_QUEUE_SIZE)
         batches: asyncio.Queue[Batch | Flush] = asyncio.Queue(2)
         uploads: asyncio.Queue[SpooledBatch | Flush] = asyncio.Queue()
-        for batch in recovered:
+        for batch in state.pending:
             uploads.put_nowait(batch)
 
+        sink = sink_for(config.landing.uri, endpoint_url=config.landing.endpoint_url, region=config.landing.region)
         accounts = config.collect.my_users()  # this host's shard of collect.users
         client = XClient(
             config.x_api.base_url,
             self._credentials,
             self.metrics,
+            self.health,
             timeout_s=config.x_api.timeout_s,
             max_retries=config.x_api.max_retries,
         )
         source = PollSource(
             client,
-            self.ledger,
+            ledger,
             items,
             self.metrics,
+            self.health,
             usernames=accounts,
             poll_interval_s=config.collect.poll_interval_s,
             max_pages=config.collect.max_history_pages,
@@ -117,11 +135,10 @@ class Service:
             max_bytes=config.batch.max_bytes,
             max_age_s=config.batch.max_age_s,
         )
-        spooler = SpoolWriter(batches, uploads, self.spool, self.ledger, self.metrics)
-        uploader = Uploader(uploads, self.sink, self.spool, self.metrics, writer_id=config.collect.writer_id)
+        writer_id = config.collect.writer_id
+        spooler = SpoolWriter(batches, uploads, spool, ledger, self.metrics, writer_id=writer_id)
+        uploader = Uploader(uploads, sink, spool, ledger, self.metrics, self.health, writer_id=writer_id)
 
-        self.health_server = HealthServer(self.metrics, self.health, config.metrics.host, config.metrics.port)
-        await self.health_server.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -137,10 +154,10 @@ class Service:
         log.info(
             "started",
             accounts=len(accounts),
-            landing=self.sink.location.uri(),
-            metrics_port=self.health_server.port,
-            writer=config.collect.writer_id,
-            spooled=len(recovered),
+            landing=sink.location.uri(),
+            metrics_port=health_server.port,
+            writer=ledger.writer(writer_id),
+            spooled=len(state.pending),
         )
 
         stop_wait = asyncio.create_task(self._stop.wait())
@@ -158,13 +175,16 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await client.close()
-        await self.sink.close()
-        await self.health_server.stop()
-        log.info("stopped", exit_code=exit_code, spool_files=self.spool.file_count)
+        await sink.close()
+        await health_server.stop()
+        state.lock.release()
+        log.info("stopped", exit_code=exit_code, spool_files=spool.file_count)
         return exit_code
 
     async def _shutdown(self, items: asyncio.Queue[Item | Flush]) -> None:
         """Stop fetching, flush the open batches to the spool, upload within the time limit."""
+        assert self._state is not None
+        spool = self._state.spool
         self._notifier.stopping()
         log.info("stopping", reason="signal" if self._stop.is_set() else "component exit")
         deadline = time.monotonic() + self.config.service.shutdown_timeout_s
@@ -172,7 +192,7 @@ class Service:
         source.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await source
-        await self.spool.lift_cap()
+        await spool.lift_cap()
         if not self._tasks["batcher"].done():
             await items.put(FLUSH)
         for name in ("batcher", "spooler", "uploader"):
@@ -181,7 +201,7 @@ class Service:
             try:
                 await asyncio.wait_for(asyncio.shield(task), remaining)
             except TimeoutError:
-                log.warning("shutdown_timeout", component=name, left_in_spool=self.spool.file_count)
+                log.warning("shutdown_timeout", component=name, left_in_spool=spool.file_count)
                 for rest in ("batcher", "spooler", "uploader"):
                     self._tasks[rest].cancel()
                 break
@@ -192,10 +212,11 @@ class Service:
         interval = self._notifier.watchdog_interval_s
         if not self._notifier.enabled:
             return
+        assert self._state is not None
         while True:
             self._notifier.watchdog()
             landed = sum(
                 s.value for m in self.metrics.tweets_landed.collect() for s in m.samples if s.name.endswith("_total")
             )
-            self._notifier.status(f"landed {int(landed)} tweets; spool {self.spool.file_count} files")
+            self._notifier.status(f"landed {int(landed)} tweets; spool {self._state.spool.file_count} files")
             await asyncio.sleep(interval or 10.0)

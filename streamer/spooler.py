@@ -8,6 +8,8 @@ memory meanwhile and back-pressure holds the source.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from streamer.backoff import Backoff
 from streamer.items import FLUSH, Batch, Flush, SpooledBatch
@@ -17,6 +19,7 @@ from streamer.spool import Spool
 from tweetlake.logs import get_logger
 
 log = get_logger("streamer.spooler")
+T = TypeVar("T")
 
 
 class SpoolWriter:
@@ -28,6 +31,7 @@ class SpoolWriter:
         ledger: Ledger,
         metrics: Metrics,
         *,
+        writer_id: str,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
     ) -> None:
@@ -36,6 +40,7 @@ class SpoolWriter:
         self._spool = spool
         self._ledger = ledger
         self._metrics = metrics
+        self._writer_id = writer_id
         self._backoff = (backoff_base, backoff_cap)
 
     async def run(self) -> None:
@@ -58,19 +63,21 @@ class SpoolWriter:
             await self._uploads.put(spooled)
 
     async def _durably(self, batch: Batch) -> SpooledBatch:
+        """Spool file first, then the ledger; each step retried on its own, so neither repeats the other."""
+        spooled = await self._retrying(
+            self._spool.write, batch, self._ledger.writer(self._writer_id), self._ledger.allocate()
+        )
+        self._ledger.advance(batch.max_ids)
+        await self._retrying(self._ledger.save)
+        return spooled
+
+    async def _retrying(self, step: Callable[..., T], *args: Any) -> T:
+        """Run a blocking disk step until it succeeds (a full disk frees up, an I/O error passes)."""
         backoff = Backoff(*self._backoff)
         while True:
-            seq = self._ledger.next_seq
             try:
-                spooled = await asyncio.to_thread(self._spool.write, batch, seq)
-                self._ledger.next_seq = seq + 1
-                self._ledger.advance(batch.max_ids)
-                await asyncio.to_thread(self._ledger.save)
-                return spooled
+                return await asyncio.to_thread(step, *args)
             except OSError as exc:
-                # A spool file written before a failed ledger save is fine: restart reconciles it,
-                # and the retry below writes the same seq again over it.
-                self._ledger.next_seq = seq
                 self._metrics.spool_failures.inc()
                 delay = backoff.next_delay()
                 log.error(

@@ -24,6 +24,7 @@ from yarl import URL
 
 from streamer.backoff import Backoff
 from streamer.credentials import Credentials
+from streamer.health import Health
 from streamer.metrics import Metrics
 from tweetlake.logs import get_logger
 
@@ -103,6 +104,10 @@ def endpoint_of(path: str) -> str:
     return _ROUTE_IDS.sub(":id", path)
 
 
+def _ignore(*, ok: bool) -> None:
+    """What non-collection calls (the usage endpoint) report to /healthz: nothing."""
+
+
 class ApiError(Exception):
     """The request cannot succeed by retrying now (bad request, auth, account state)."""
 
@@ -164,6 +169,7 @@ class XClient:
         base_url: str,
         credentials: Credentials,
         metrics: Metrics,
+        health: Health,
         *,
         timeout_s: float = 30.0,
         max_retries: int = 8,
@@ -173,6 +179,7 @@ class XClient:
     ) -> None:
         self._base = URL(base_url.rstrip("/"))
         self._metrics = metrics
+        self._health = health
         self._max_retries = max_retries
         self._backoff = (backoff_base, backoff_cap)
         self._sleep = sleep
@@ -211,15 +218,13 @@ class XClient:
     async def close(self) -> None:
         await self._session.close()
 
-    async def lookup_users(self, usernames: list[str]) -> dict[str, Any]:
+    async def lookup_users(self, usernames: list[str]) -> Any:
         return await self._call(
             "/2/users/by",
             lambda: self._client.get_users(usernames=usernames, user_fields=USER_FIELDS, user_auth=self._user_auth),
         )
 
-    async def timeline_page(
-        self, user_id: str, *, since_id: str | None, pagination_token: str | None
-    ) -> dict[str, Any]:
+    async def timeline_page(self, user_id: str, *, since_id: str | None, pagination_token: str | None) -> Any:
         return await self._call(
             "/2/users/:id/tweets",
             lambda: self._client.get_users_tweets(
@@ -237,9 +242,11 @@ class XClient:
             ),
         )
 
-    async def _call(self, endpoint: str, request: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    async def _call(self, endpoint: str, request: Callable[[], Awaitable[Any]], *, collection: bool = True) -> Any:
+        """One API call, retried; each attempt of a collection call is reported to /healthz as it ends."""
         backoff = Backoff(*self._backoff)
         failures = 0
+        report = self._health.collection if collection else _ignore
         while True:
             wait = self.limiter.delay(endpoint)
             if wait > 0:
@@ -249,11 +256,11 @@ class XClient:
             try:
                 response = await request()
                 body = await response.text()
-                payload = json.loads(body)
-                if not isinstance(payload, dict):
-                    raise ValueError("top-level JSON is not an object")
+                payload = json.loads(body)  # any JSON: streamer.answers checks its shape
+                report(ok=True)
                 return payload
             except tweepy.TooManyRequests as exc:
+                report(ok=False)
                 self._metrics.rate_limited.labels(endpoint).inc()
                 reset = exc.reset_time
                 wait = max(1.0, reset - time.time() + 1.0) if reset else backoff.next_delay() + 15
@@ -262,12 +269,15 @@ class XClient:
                 await self._sleep(wait)
                 continue
             except (tweepy.Forbidden, tweepy.NotFound) as exc:
+                report(ok=True)  # X answered: the account is the problem, not collection
                 raise AccountUnavailable(
                     "account_unavailable", exc.response.status, "; ".join(exc.api_messages) or "no detail"
                 ) from None
             except tweepy.Unauthorized as exc:
+                report(ok=False)
                 raise ApiError("unauthorized", 401, "; ".join(exc.api_messages) or "check the credentials") from None
             except tweepy.BadRequest as exc:
+                report(ok=False)
                 raise ApiError("bad_request", 400, "; ".join(exc.api_messages) or "no detail") from None
             except tweepy.TwitterServerError as exc:
                 kind, detail = "server_error", f"HTTP {exc.response.status}"
@@ -276,7 +286,8 @@ class XClient:
             except (aiohttp.ContentTypeError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
                 kind, detail = "malformed_response", type(exc).__name__
             except (aiohttp.ClientError, TimeoutError) as exc:
-                kind, detail = "network", type(exc).__name__
+                kind, detail = "network", f"{type(exc).__name__} talking to {self._base.host}:{self._base.port}"
+            report(ok=False)
             failures += 1
             self._metrics.api_failures.labels(kind).inc()
             if failures > self._max_retries:

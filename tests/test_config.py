@@ -65,6 +65,7 @@ def test_environment_overrides_every_key(tmp_path):
         (('uri = "s3://bucket/prefix/landing"', 'uri = "ftp://x"'), "landing.uri: must start with s3://"),
         (("max_age_s = 60", "max_age_s = 0"), "batch.max_age_s: must be greater than 0"),
         (('users = ["XDevelopers", "NASA"]', 'users = ["not a name!"]'), "collect.users"),
+        (("poll_interval_s = 60", 'poll_interval_s = 60\nwriter_id = "café"'), "collect.writer_id: 1 to 64 ASCII"),
     ],
 )
 def test_each_problem_is_one_line_naming_the_key(tmp_path, patch, needle):

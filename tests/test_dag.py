@@ -121,7 +121,9 @@ def test_streamer_to_tables_through_the_real_dag(tmp_path, sim, s3_endpoint, buc
 
 def _land(bucket, s3_endpoint, hour: Hour, lines: list[bytes], writer: str, seq: int) -> str:
     """Land one file with the streamer's real spool + uploader + S3 sink."""
+    from streamer.health import Health
     from streamer.items import Batch
+    from streamer.ledger import Ledger
     from streamer.metrics import Metrics
     from streamer.sinks import sink_for
     from streamer.spool import Spool
@@ -131,9 +133,10 @@ def _land(bucket, s3_endpoint, hour: Hour, lines: list[bytes], writer: str, seq:
         metrics = Metrics()
         spool = Spool(tmp, 10**9, metrics)
         batch = Batch("tweets", hour, 0.0, lines=list(lines), nbytes=sum(map(len, lines)))
-        spooled = spool.write(batch, seq)
+        spooled = spool.write(batch, writer, seq)
         sink = sink_for(f"s3://{bucket}/lake/landing", endpoint_url=s3_endpoint)
-        await Uploader(asyncio.Queue(), sink, spool, metrics, writer_id=writer).upload(spooled)
+        ledger = Ledger(tmp / "state.json")
+        await Uploader(asyncio.Queue(), sink, spool, ledger, metrics, Health(600), writer_id=writer).upload(spooled)
         await sink.close()
 
     import tempfile

@@ -47,7 +47,8 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
     wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=30)
     status, body = daemon.get("/healthz")
     health = json.loads(body)
-    assert status == 200 and health["status"] == "ok" and all(health["components"].values())
+    assert (status, health["status"], health["reasons"]) == (200, "ok", [])
+    assert all(c["alive"] for name, c in health["components"].items() if name != "spool")
     _, metrics = daemon.get("/metrics")
     assert 'tweetlake_tweets_landed_total{account="' in metrics and SECRET not in metrics
     assert 'tweetlake_api_requests_total{endpoint="/2/users/:id/tweets",status="200"}' in metrics
@@ -110,7 +111,9 @@ def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_en
     assert "tweetlake_upload_failures_total" in metrics
     _, body = daemon.get("/healthz")
     health = json.loads(body)
-    assert health["backpressure"] is True and health["spool_files"] >= 1 and health["spool_bytes"] > 0
+    spool = health["components"]["spool"]
+    assert spool["backpressure"] is True and spool["files"] >= 1 and spool["bytes"] > 0
+    assert "spool_full" in health["warnings"]
     # S3 comes back on the same port (moto keeps its state in-process: the bucket exists there too)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -185,3 +188,88 @@ def test_full_disk_is_logged_retried_counted_and_loses_nothing(tmp_path, sim, s3
         if server:
             server.stop()
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_wrongly_shaped_answers_land_as_errors_and_collection_goes_on(tmp_path, sim, s3_endpoint, bucket):
+    from simulator.server import SHAPE_FAULTS
+
+    sim_post(sim.url, "/_sim/faults", {"next": ["user_id_list", *[f for f in SHAPE_FAULTS if f != "user_id_list"]]})
+    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    daemon = Daemon(config, tmp_path / "daemon.log").start()
+    wait_until(lambda: sim_get(sim.url, "/_sim/stats")["faults_injected"].keys() >= set(SHAPE_FAULTS), timeout=30)
+    sim_post(sim.url, "/_sim/generate", {"count": 12})
+    served = {i for ids in sim_get(sim.url, "/_sim/served").values() for i in ids}
+    wait_landed_s3(s3_endpoint, bucket, "lake/landing", served, timeout=30)
+    _, metrics = daemon.get("/metrics")
+    assert daemon.terminate() == 0
+    served = {i for ids in sim_get(sim.url, "/_sim/served").values() for i in ids}
+    assert_landed_exactly_once(s3_endpoint, bucket, "lake/landing", served)
+    errors = landed_lines_s3(s3_endpoint, bucket, "lake/landing", stream="errors")
+    reasons = {e["error"].get("reason") for e in errors}
+    assert {
+        "tweet.id is not a numeric id string",
+        "tweet.referenced_tweets is not a list of {type, id} objects",
+        "tweet.entities.mentions is not a list of objects",
+        "meta is not an object",
+        "data is not a list",
+        "the answer is not a JSON object",
+        "user.id is not a numeric id string",
+    } <= reasons
+    assert {"title": "malformed error entry", "value": "something went wrong"} in [e["error"] for e in errors]
+    assert 'tweetlake_api_failures_total{kind="bad_shape"}' in metrics
+    assert "component_failed" not in {e.get("event") for e in daemon.events()}
+
+
+def test_a_second_daemon_on_the_same_state_dir_exits_2_naming_the_dir_and_the_holder(
+    tmp_path, sim, s3_endpoint, bucket
+):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    first = Daemon(config, tmp_path / "daemon.log").start()
+    first.wait_event("started")
+    second = subprocess.run(
+        [sys.executable, "-m", "streamer", "run", "--config", str(config)],
+        cwd=REPO,
+        env=first.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines() == [
+        f"tweet-streamer: state.dir {tmp_path / 'state'} is in use by another tweet-streamer (pid {first.proc.pid})"
+    ]
+    assert first.proc.poll() is None and first.terminate() == 0
+
+
+def test_two_daemons_with_the_same_writer_id_never_overwrite_each_others_files(tmp_path, sim, s3_endpoint, bucket):
+    """Separate state dirs, one landing zone, one writer_id: every batch of both lands under its own key."""
+    daemons = []
+    for name in ("a", "b"):
+        config = write_config(
+            tmp_path / f"{name}.toml",
+            base_url=sim.url,
+            landing_uri=_landing(bucket),
+            endpoint_url=s3_endpoint,
+            state_dir=tmp_path / f"state-{name}",
+            max_records=5,
+        )
+        daemons.append(Daemon(config, tmp_path / f"{name}.log").start())
+    expected = all_generated(sim.url)
+    wait_until(
+        lambda: (
+            all(c == 2 for c in tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing")).values())
+            and set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))) == expected
+        ),
+        timeout=40,
+        message="both daemons landed every tweet",
+    )
+    assert [d.terminate() for d in daemons] == [0, 0]
+    counts = tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "lake/landing"))
+    assert set(counts) == expected and set(counts.values()) == {2}  # one copy per daemon, none lost
+    writers = {d.wait_event("started")["writer"] for d in daemons}
+    assert len(writers) == 2 and all(w.startswith("test-writer-") for w in writers)

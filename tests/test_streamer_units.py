@@ -75,26 +75,6 @@ def test_batches_close_on_age():
     assert len(asyncio.run(go()).lines) == 1
 
 
-def test_spool_and_ledger_reconcile_after_a_crash(tmp_path):
-    metrics = Metrics()
-    spool = Spool(tmp_path / "spool", 10**9, metrics)
-    batch = Batch("tweets", Hour.of(T0), 0.0)
-    for n in (5, 9, 7):
-        batch.add(_item(n))
-    spool.write(batch, seq=3)  # crash here: written, ledger never saved
-    (tmp_path / "spool" / ".tmp-000000000004.tweets.x").write_bytes(b"half")
-    ledger = Ledger.load(tmp_path / "state.json")
-    fresh = Spool(tmp_path / "spool", 10**9, metrics)
-    found = fresh.recover()
-    assert [b.seq for b in found] == [3] and found[0].max_ids == {"a": 9}
-    assert not list((tmp_path / "spool").glob(".tmp-*"))
-    assert ledger.reconcile(found)
-    assert ledger.checkpoints == {"a": 9} and ledger.next_seq == 4
-    ledger.save()
-    assert Ledger.load(tmp_path / "state.json").checkpoints == {"a": 9}
-    assert json.loads((tmp_path / "state.json").read_text())["checkpoints"] == {"a": "9"}
-
-
 def test_full_disk_is_retried_counted_and_loses_nothing(tmp_path, monkeypatch):
     import streamer.spool as spool_module
 
@@ -114,7 +94,9 @@ def test_full_disk_is_retried_counted_and_loses_nothing(tmp_path, monkeypatch):
 
     async def go():
         batches, uploads = asyncio.Queue(), asyncio.Queue()
-        writer = SpoolWriter(batches, uploads, spool, ledger, metrics, backoff_base=0.01, backoff_cap=0.02)
+        writer = SpoolWriter(
+            batches, uploads, spool, ledger, metrics, writer_id="host", backoff_base=0.01, backoff_cap=0.02
+        )
         batch = Batch("tweets", Hour.of(T0), 0.0)
         batch.add(_item(77))
         batches.put_nowait(batch)
@@ -123,9 +105,41 @@ def test_full_disk_is_retried_counted_and_loses_nothing(tmp_path, monkeypatch):
         return uploads.get_nowait()
 
     spooled = asyncio.run(go())
-    assert metrics.spool_failures._value.get() == 2
-    assert spooled.seq == 0 and ledger.checkpoints == {"a": 77} and ledger.next_seq == 1
+    assert metrics.registry.get_sample_value("tweetlake_spool_write_failures_total") == 2
+    assert spooled.writer == f"host-{ledger.instance}" and ledger.checkpoints == {"a": 77}
     assert gzip.decompress(spooled.path.read_bytes()).count(b"\n") == 1
+    assert [p.name for p in spool.files()] == [spooled.path.name]
+
+
+def test_a_failed_ledger_save_is_retried_without_spooling_the_batch_twice(tmp_path, monkeypatch):
+    metrics = Metrics()
+    spool = Spool(tmp_path / "spool", 10**9, metrics)
+    ledger = Ledger(tmp_path / "state.json")
+    real_save = Ledger.save
+    failures = {"left": 2}
+
+    def flaky(self):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(self)
+
+    monkeypatch.setattr(Ledger, "save", flaky)
+
+    async def go():
+        batches, uploads = asyncio.Queue(), asyncio.Queue()
+        writer = SpoolWriter(
+            batches, uploads, spool, ledger, metrics, writer_id="host", backoff_base=0.01, backoff_cap=0.02
+        )
+        batch = Batch("tweets", Hour.of(T0), 0.0)
+        batch.add(_item(78))
+        batches.put_nowait(batch)
+        batches.put_nowait(FLUSH)
+        await writer.run()
+
+    asyncio.run(go())
+    assert len(spool.files()) == 1
+    assert Ledger.load(tmp_path / "state.json").checkpoints == {"a": 78}
 
 
 def test_rate_limiter_spreads_requests_over_the_window():

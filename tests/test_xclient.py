@@ -9,6 +9,7 @@ import pytest
 from simulator.server import Simulator, SimulatorThread
 from simulator.world import World
 from streamer.credentials import Credentials, Secret
+from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.xclient import AccountUnavailable, ApiError, XClient
 from tests.helpers import sim_get, sim_post
@@ -19,6 +20,7 @@ def _client(url: str, metrics: Metrics, **kw) -> XClient:
         url,
         Credentials(bearer_token=Secret("tok-abcdef")),
         metrics,
+        Health(600),
         timeout_s=2,
         backoff_base=0.01,
         backoff_cap=0.05,
@@ -104,7 +106,7 @@ def test_poll_source_reports_a_timeline_gap_it_cannot_fill():
         queue: asyncio.Queue = asyncio.Queue()
         client = _client(sim.url, metrics)
         ledger = Ledger(tmp / "state.json")
-        source = PollSource(client, ledger, queue, metrics, usernames=("NASA",), poll_interval_s=1)
+        source = PollSource(client, ledger, queue, metrics, Health(600), usernames=("NASA",), poll_interval_s=1)
         try:
             [account] = await source.resolve_accounts()
             first = await source.poll_account(account)
@@ -146,7 +148,9 @@ def test_a_round_that_fails_midway_hands_on_nothing_and_the_next_round_gets_ever
     async def go(tmp):
         queue: asyncio.Queue = asyncio.Queue()
         client = _client(sim.url, metrics, max_retries=1)
-        source = PollSource(client, Ledger(tmp / "state.json"), queue, metrics, usernames=("NASA",), poll_interval_s=1)
+        source = PollSource(
+            client, Ledger(tmp / "state.json"), queue, metrics, Health(600), usernames=("NASA",), poll_interval_s=1
+        )
         try:
             [account] = await source.resolve_accounts()
             # page 1 succeeds, page 2 fails twice: retries exhausted in the middle of the round
@@ -186,7 +190,13 @@ def test_unknown_account_is_logged_every_round_but_landed_once(sim):
         queue: asyncio.Queue = asyncio.Queue()
         client = _client(sim.url, metrics)
         source = PollSource(
-            client, Ledger(tmp / "state.json"), queue, metrics, usernames=("NASA", "nobody_here"), poll_interval_s=1
+            client,
+            Ledger(tmp / "state.json"),
+            queue,
+            metrics,
+            Health(600),
+            usernames=("NASA", "nobody_here"),
+            poll_interval_s=1,
         )
         try:
             first = await source.resolve_accounts()

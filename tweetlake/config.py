@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tweetlake.landing import valid_writer
+
 ENV_PREFIX = "TWEETLAKE_"
 
 
@@ -78,6 +80,11 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    stale_after_s: float = 600.0  # failing (or stream down, or uploads failing) this long: unhealthy
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     shutdown_timeout_s: float = 30.0
     log_level: str = "info"
@@ -98,12 +105,14 @@ class Config:
     batch: BatchConfig = field(default_factory=BatchConfig)
     state: StateConfig = field(default_factory=StateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
 
 
 def _safe_name(value: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in value)
+    """A host name made fit for landed file names (ASCII letters, digits, '-', '_')."""
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in value)
     return cleaned.strip("-") or "streamer"
 
 
@@ -227,8 +236,10 @@ def _validate(config: Config, problems: list[str]) -> None:
         if not user or not all(c.isalnum() or c == "_" for c in user) or len(user) > 15:
             problems.append(f"collect.users: {user!r} is not a valid X username")
     positive("collect.poll_interval_s", config.collect.poll_interval_s)
-    if _safe_name(config.collect.writer_id) != config.collect.writer_id:
-        problems.append(f"collect.writer_id: only letters, digits, '-' and '_' (got {config.collect.writer_id!r})")
+    if not valid_writer(config.collect.writer_id) or len(config.collect.writer_id) > 64:
+        problems.append(
+            f"collect.writer_id: 1 to 64 ASCII letters, digits, '-' and '_' (got {config.collect.writer_id!r})"
+        )
     positive("collect.max_history_pages", config.collect.max_history_pages)
     index, _, count = config.collect.shard.partition("/")
     if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
@@ -249,6 +260,7 @@ def _validate(config: Config, problems: list[str]) -> None:
         problems.append("state.max_spool_bytes: must be at least batch.max_bytes")
     if not 0 <= config.metrics.port <= 65535:
         problems.append(f"metrics.port: must be 0..65535 (got {config.metrics.port})")
+    positive("health.stale_after_s", config.health.stale_after_s)
     positive("service.shutdown_timeout_s", config.service.shutdown_timeout_s)
     if config.service.log_level.lower() not in {"debug", "info", "warning", "error"}:
         problems.append("service.log_level: must be debug, info, warning or error")

@@ -1,19 +1,25 @@
-"""The landing contract: what one landed line looks like and where landed files live.
+"""The landing contract: what one landed line looks like, where landed files live, how to read them.
 
-Both halves import this module and nothing else builds landing keys or lines by hand. A line is
-one self-contained JSON object: the tweet exactly as the API sent it, the expansions it
-references, and how it was collected. File names are deterministic (writer + sequence number)
-so re-uploading a spooled batch after a crash overwrites the same key instead of adding one.
+Both halves import this module and nothing else builds landing keys or lines by hand, or reads a
+landed file another way. A line is one self-contained JSON object: the tweet exactly as the API
+sent it, the expansions it references, and how it was collected. File names are deterministic
+(writer + sequence number) so re-uploading a spooled batch after a crash lands on the same key
+instead of adding one; the writer name carries a per-state-dir instance id, so two daemons never
+share a key.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+from zlib_ng import zlib_ng
 
 FORMAT_VERSION = 1
 STREAM_TWEETS = "tweets"
@@ -22,7 +28,9 @@ STREAMS = (STREAM_TWEETS, STREAM_ERRORS)
 FILE_SUFFIX = ".ndjson.gz"
 INCLUDE_KINDS = ("users", "tweets", "media", "places", "polls")
 
-_NAME_RE = re.compile(r"^(?P<writer>[A-Za-z0-9_-]+)-(?P<seq>\d{12})\.ndjson\.gz$")
+WRITER_PATTERN = r"[A-Za-z0-9_-]+"
+_WRITER_RE = re.compile(rf"^{WRITER_PATTERN}$", re.ASCII)
+_NAME_RE = re.compile(rf"^(?P<writer>{WRITER_PATTERN})-(?P<seq>[0-9]{{12}})\.ndjson\.gz$", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -63,11 +71,22 @@ class Hour:
         return f"{self.day.isoformat()}T{self.hour:02d}"
 
 
+def valid_writer(writer: str) -> bool:
+    """Whether ``writer`` can appear in a landed file name (ASCII letters, digits, '-', '_')."""
+    return bool(_WRITER_RE.match(writer))
+
+
+def file_name(writer: str, seq: int) -> str:
+    if not valid_writer(writer):
+        raise ValueError(f"invalid writer name {writer!r}")
+    return f"{writer}-{seq:012d}{FILE_SUFFIX}"
+
+
 def landing_key(stream: str, hour: Hour, writer: str, seq: int) -> str:
     """Key of one landed file, relative to ``landing.uri``."""
     if stream not in STREAMS:
         raise ValueError(f"unknown landing stream {stream!r}")
-    return f"{hour_prefix(stream, hour)}{writer}-{seq:012d}{FILE_SUFFIX}"
+    return f"{hour_prefix(stream, hour)}{file_name(writer, seq)}"
 
 
 def hour_prefix(stream: str, hour: Hour) -> str:
@@ -88,54 +107,67 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+def _objects(value: Any) -> list[Mapping[str, Any]]:
+    """The objects in a list; anything else (a string, a number, a non-list) contributes none."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _key(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def select_includes(tweet: Mapping[str, Any], includes: Mapping[str, Any]) -> dict[str, list]:
     """The expansions one tweet references, so a line stands on its own.
 
     Follows author, mentions, reply target, referenced tweets (and their authors, one level),
     media, places and polls. Objects the response did not include are simply absent: the API
-    reports those in ``errors``, which are landed separately.
+    reports those in ``errors``, which are landed separately. Wrongly shaped parts (a string
+    where a list belongs) reference nothing: this never raises on any JSON value.
     """
-    users = {u.get("id"): u for u in includes.get("users", ()) if isinstance(u, Mapping)}
-    tweets = {t.get("id"): t for t in includes.get("tweets", ()) if isinstance(t, Mapping)}
-    media = {m.get("media_key"): m for m in includes.get("media", ()) if isinstance(m, Mapping)}
-    places = {p.get("id"): p for p in includes.get("places", ()) if isinstance(p, Mapping)}
-    polls = {p.get("id"): p for p in includes.get("polls", ()) if isinstance(p, Mapping)}
+    includes = _mapping(includes)
+    users = {_key(u.get("id")): u for u in _objects(includes.get("users"))}
+    tweets = {_key(t.get("id")): t for t in _objects(includes.get("tweets"))}
+    media = {_key(m.get("media_key")): m for m in _objects(includes.get("media"))}
+    places = {_key(p.get("id")): p for p in _objects(includes.get("places"))}
+    polls = {_key(p.get("id")): p for p in _objects(includes.get("polls"))}
     by_username = {str(u.get("username", "")).lower(): u for u in users.values()}
 
-    want_users: list[str] = []
+    def user_refs(obj: Mapping[str, Any]) -> Iterable[str | None]:
+        yield _key(obj.get("author_id"))
+        yield _key(obj.get("in_reply_to_user_id"))
+        for mention in _objects(_mapping(obj.get("entities")).get("mentions")):
+            yield _key(mention.get("id")) or _key(
+                _mapping(by_username.get(str(mention.get("username", "")).lower())).get("id")
+            )
+
+    want_users: list[str | None] = list(user_refs(tweet))
     want_tweets: list[str] = []
-
-    def user_refs(obj: Mapping[str, Any]) -> Iterable[str]:
-        for key in ("author_id", "in_reply_to_user_id"):
-            if obj.get(key):
-                yield obj[key]
-        for mention in (obj.get("entities") or {}).get("mentions") or ():
-            found = mention.get("id") or (by_username.get(str(mention.get("username", "")).lower()) or {}).get("id")
-            if found:
-                yield found
-
-    want_users.extend(user_refs(tweet))
-    for ref in tweet.get("referenced_tweets") or ():
-        ref_id = ref.get("id")
+    for ref in _objects(tweet.get("referenced_tweets")):
+        ref_id = _key(ref.get("id"))
         if ref_id in tweets:
             want_tweets.append(ref_id)
             want_users.extend(user_refs(tweets[ref_id]))
-    attachments = tweet.get("attachments") or {}
-    geo = tweet.get("geo") or {}
+    attachments = _mapping(tweet.get("attachments"))
+    media_keys = attachments.get("media_keys") if isinstance(attachments.get("media_keys"), list) else []
+    poll_ids = attachments.get("poll_ids") if isinstance(attachments.get("poll_ids"), list) else []
 
     def pick(table: Mapping[Any, Any], keys: Iterable[Any]) -> list:
-        seen: dict[Any, Any] = {}
+        seen: dict[str, Any] = {}
         for key in keys:
-            if key in table and key not in seen:
+            if isinstance(key, str) and key in table and key not in seen:
                 seen[key] = table[key]
         return list(seen.values())
 
     chosen = {
         "users": pick(users, want_users),
         "tweets": pick(tweets, want_tweets),
-        "media": pick(media, attachments.get("media_keys") or ()),
-        "places": pick(places, [geo.get("place_id")]),
-        "polls": pick(polls, attachments.get("poll_ids") or ()),
+        "media": pick(media, media_keys),
+        "places": pick(places, [_mapping(tweet.get("geo")).get("place_id")]),
+        "polls": pick(polls, poll_ids),
     }
     return {kind: items for kind, items in chosen.items() if items}
 
@@ -185,3 +217,186 @@ def encode_line(record: Mapping[str, Any]) -> bytes:
 
 def decode_line(line: bytes | str) -> Any:
     return json.loads(line)
+
+
+# --- the read half ------------------------------------------------------------------------------
+
+DEFAULT_MAX_LINE_BYTES = 4 << 20
+_PIECE_BYTES = 1 << 20  # decompressed output per step: what is held besides the current lines
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A part of a landed file that yields no record, with its 1-based line number and the reason."""
+
+    line: int
+    reason: str
+    raw: bytes | None = None  # the line as landed, when it was held (never for oversized lines)
+
+
+@dataclass(frozen=True)
+class LineChunk:
+    """Consecutive non-blank lines of one file: ``lines[i]`` (newline included) is line ``numbers[i]``."""
+
+    numbers: pa.Int64Array
+    lines: pa.LargeBinaryArray
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def pairs(self) -> Iterator[tuple[int, bytes]]:
+        yield from zip(self.numbers.to_pylist(), self.lines.to_pylist(), strict=True)
+
+
+class _Splitter:
+    """Turns decompressed bytes into LineChunks, never holding a line over ``max_line_bytes``."""
+
+    def __init__(self, max_line_bytes: int, chunk_bytes: int) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.chunk_bytes = chunk_bytes
+        self.buffer = bytearray()
+        self.next_line = 1
+        self.skipping = 0  # bytes of an oversized line discarded so far (0: not skipping)
+
+    def feed(self, data: bytes) -> Iterator[LineChunk | Unreadable]:
+        if self.skipping:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self.skipping += len(data)
+                return
+            yield self._oversized(self.skipping + newline)
+            self.skipping = 0
+            data = data[newline + 1 :]
+        self.buffer += data
+        if len(self.buffer) >= self.chunk_bytes:
+            yield from self.complete()
+        if len(self.buffer) > self.max_line_bytes and self.buffer.find(b"\n") < 0:
+            self.skipping = len(self.buffer)
+            self.buffer = bytearray()
+
+    def complete(self) -> Iterator[LineChunk | Unreadable]:
+        """Emit every complete line held; an unterminated last line stays."""
+        cut = self.buffer.rfind(b"\n") + 1
+        if cut:
+            data = bytes(self.buffer[:cut])
+            del self.buffer[:cut]
+            yield from self._chunk(data)
+
+    def finish(self) -> Iterator[LineChunk | Unreadable]:
+        """End of a complete file: a last line without its newline is still a line."""
+        if self.skipping:
+            yield self._oversized(self.skipping)
+            self.skipping = 0
+        if self.buffer and not self.buffer.endswith(b"\n"):
+            self.buffer += b"\n"
+        yield from self.complete()
+
+    def broken(self, what: str) -> Iterator[LineChunk | Unreadable]:
+        """The stream broke: emit the complete lines, then one Unreadable for the rest."""
+        yield from self.complete()
+        self.buffer = bytearray()
+        self.skipping = 0
+        yield Unreadable(self.next_line, f"unreadable gzip data after line {self.next_line - 1}: {what}")
+
+    def _oversized(self, size: int) -> Unreadable:
+        self.next_line += 1
+        return Unreadable(self.next_line - 1, f"line longer than {self.max_line_bytes} bytes ({size} bytes)")
+
+    def _chunk(self, data: bytes) -> Iterator[LineChunk | Unreadable]:
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+        offsets = np.concatenate(([0], ends)).astype(np.int64)
+        lengths = np.diff(offsets)
+        numbers = np.arange(self.next_line, self.next_line + len(ends), dtype=np.int64)
+        self.next_line += len(ends)
+        keep = lengths > 1  # a bare newline is no record
+        for index in np.flatnonzero(keep & (lengths <= 4)):  # nor is a line of whitespace
+            keep[index] = bool(data[offsets[index] : offsets[index + 1]].strip())
+        for index in np.flatnonzero(lengths > self.max_line_bytes + 1):
+            keep[index] = False
+            yield Unreadable(
+                int(numbers[index]), f"line longer than {self.max_line_bytes} bytes ({lengths[index] - 1} bytes)"
+            )
+        lines = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        )
+        if not keep.all():
+            lines = lines.filter(pa.array(keep))
+            numbers = numbers[keep]
+        if len(lines):
+            yield LineChunk(pa.array(numbers, pa.int64()), lines)
+
+
+def read_landed(
+    stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, chunk_bytes: int = 8 << 20
+) -> Iterator[LineChunk | Unreadable]:
+    """Stream one landed (gzip) file as chunks of lines and ``Unreadable`` parts, in file order.
+
+    The compressed input is read as a stream and a line over ``max_line_bytes`` is skipped without
+    being held, so memory stays bounded whatever the file holds (a gzip bomb included). A broken
+    or truncated gzip stream ends the file with one ``Unreadable`` naming the line it stopped at.
+    """
+    splitter = _Splitter(max_line_bytes, chunk_bytes)
+    pending = stream.read(_PIECE_BYTES)
+    if not pending:
+        return
+    if not pending.startswith(_GZIP_MAGIC):
+        yield Unreadable(1, "not gzip data")
+        return
+    inflater = zlib_ng.decompressobj(wbits=31)
+    in_member = False
+    try:
+        while True:
+            if not pending:
+                pending = stream.read(_PIECE_BYTES)
+                if not pending:
+                    break
+            in_member = True
+            out = inflater.decompress(pending, _PIECE_BYTES)
+            pending = inflater.unconsumed_tail
+            if inflater.eof:  # one gzip member ended; concatenated members may follow
+                pending = inflater.unused_data + pending
+                inflater = zlib_ng.decompressobj(wbits=31)
+                in_member = False
+            yield from splitter.feed(out)
+            if not in_member and pending and not pending.startswith(_GZIP_MAGIC):
+                yield from splitter.broken("data after the end of the gzip stream")
+                return
+    except zlib_ng.error as exc:
+        yield from splitter.broken(str(exc))
+        return
+    if in_member:
+        yield from splitter.broken("truncated")
+        return
+    yield from splitter.finish()
+
+
+def iter_lines(
+    stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes] | Unreadable]:
+    """``read_landed`` one line at a time: (line number, line without its newline) or Unreadable."""
+    for part in read_landed(stream, max_line_bytes=max_line_bytes):
+        if isinstance(part, Unreadable):
+            yield part
+        else:
+            for number, line in part.pairs():
+                yield number, line.rstrip(b"\n")
+
+
+def iter_records(
+    stream: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, Any] | Unreadable]:
+    """Decoded JSON values by line number; a line that is not UTF-8 JSON is Unreadable with the reason."""
+    for item in iter_lines(stream, max_line_bytes=max_line_bytes):
+        if isinstance(item, Unreadable):
+            yield item
+            continue
+        number, line = item
+        try:
+            yield number, decode_line(line)
+        except UnicodeDecodeError:
+            yield Unreadable(number, "invalid UTF-8", line)
+        except json.JSONDecodeError as exc:
+            yield Unreadable(number, f"malformed JSON: {exc.msg}", line)
+        except RecursionError:
+            yield Unreadable(number, "malformed JSON: nested too deeply", line)
