@@ -2,10 +2,14 @@
 UV_VERSION := 0.13.9
 BOOT := .bootstrap
 VENV := .venv
+READER := .venv-reader
 PY := $(VENV)/bin/python
 UV := $(BOOT)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Bytecode compiled once at install: with PYTHONDONTWRITEBYTECODE set (as on CI) every process would
+# otherwise compile every imported module again (4 s for the compactor's imports here).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: env test test-soak demo lint bench clean
 
@@ -17,7 +21,14 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --all-extras --python python3 --quiet
 	touch $@
 
-env: $(VENV)/.synced
+# DuckDB's Iceberg reader needs DuckDB 1.5.5 (the version the PyPI extension packages are built
+# for); the compactor's engine is DuckDB 2.0: readers get an environment of their own.
+$(READER)/.synced: readers/duckdb-iceberg.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python python3 $(READER)
+	$(UV) pip install --quiet --require-hashes --python $(READER)/bin/python -r readers/duckdb-iceberg.txt
+	touch $@
+
+env: $(VENV)/.synced $(READER)/.synced
 
 test: env
 	$(PY) -m pytest
@@ -29,11 +40,11 @@ lint: env
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 demo: env
-	$(PY) -m tweetlake.demo
+	$(PY) -m demo
 
 bench: env
 	$(PY) bench/compaction.py
 	$(PY) bench/streamer.py
 
 clean:
-	rm -rf $(BOOT) $(VENV) .demo
+	rm -rf $(BOOT) $(VENV) $(READER) .demo

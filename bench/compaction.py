@@ -1,131 +1,116 @@
-"""Compaction throughput: tweetlake's compactor vs. a json + pandas baseline, same input, same run.
+"""Compaction: ``tweet-compactor run`` vs DuckDB vs the pandas way, on the same landing files.
 
-    .venv/bin/python bench/compaction.py [--tweets 30000]
+    .venv/bin/python bench/compaction.py --tweets 100000 [--runs 3] [--pandas-runs 1]
 
-Input: realistic landing files made with the simulator's generator (includes, entities, media),
-in 5,000-line gzip files. Baseline: json.loads + pandas.json_normalize + DataFrame.to_csv and
-to_parquet on the same lines (the common "notebook" pipeline). Prints MB/s of uncompressed
-NDJSON, rows/s, and peak RSS of each, measured in child processes so one does not skew the other.
+Input: one collection hour of real-shaped landing files (bench/data.py: ~5.6 KB of NDJSON per
+tweet, gzip files of 5,000 lines). Each contender runs in a fresh child process on the same files;
+its wall time, peak RSS (that child's, from wait4) and output bytes are measured, the median of
+``--runs`` reported. tweetlake is the whole CLI run: interpreter start, catalog, all tables,
+rejection checks, dedupe, validation of the staged files, the Iceberg commits, the CSV export and
+the manifest. Prints a markdown table with the ratio of each to DuckDB.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import multiprocessing as mp
-import resource
+import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.data import HOUR, write_hour  # noqa: E402
 
 
-def make_input(root: Path, tweets: int) -> int:
-    from simulator.server import Simulator
-    from simulator.world import World
-    from tweetlake.landing import Hour, encode_line, landing_key, tweet_record
-
-    world = World([f"acct_{i}" for i in range(20)], seed=3)
-    sim = Simulator(world)
-    world.generate(tweets)
-    at = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
-    hour = Hour.of(at)
-    lines: list[bytes] = []
-    for account in world.accounts.values():
-        newest_first = list(reversed(account.tweets))
-        for start in range(0, len(newest_first), 100):
-            body = sim._page_body(account, newest_first[start : start + 100], more=False)
-            for tweet in body["data"]:
-                lines.append(
-                    encode_line(
-                        tweet_record(
-                            tweet,
-                            body["includes"],
-                            collected_at=at,
-                            collected_via="poll:users_tweets",
-                            account={"id": account.id, "username": account.username},
-                        )
-                    )
-                )
-    raw = 0
-    for seq, start in enumerate(range(0, len(lines), 5000)):
-        path = root / "landing" / landing_key("tweets", hour, "bench", seq)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        chunk = b"".join(lines[start : start + 5000])
-        raw += len(chunk)
-        path.write_bytes(gzip.compress(chunk, 6))
-    return raw
+@dataclass
+class Run:
+    seconds: float
+    peak_mb: float
+    output_mb: float
 
 
-def run_tweetlake(root: str, out: mp.Queue) -> None:
-    from compactor.compact import compact_hour, validate
-    from compactor.storage import Storage
-    from tweetlake.config import build_config
-    from tweetlake.landing import Hour
+def measure(args: list[str], out: Path, env: dict[str, str] | None = None) -> Run:
+    """Run a child, return its wall time, peak RSS and the bytes it left under ``out``."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    child = subprocess.Popen(args, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    assert os.waitstatus_to_exitcode(status) == 0, f"{args[:4]} failed"
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.name.endswith(".db"))
+    return Run(seconds, usage.ru_maxrss / 1024, size / 2**20)
 
-    config = build_config(
-        {"landing": {"uri": f"file://{root}/landing"}, "tables": {"uri": f"file://{root}/tables"}}, environ={}
+
+def tweetlake(work: Path) -> list[str]:
+    config = work / "tweetlake.toml"
+    config.write_text(
+        f'[landing]\nuri = "file://{work}/landing"\n[tables]\nuri = "file://{work}/tables"\n'
+        '[service]\nlog_level = "warning"\n'
     )
-    storage = Storage.from_config(config)
-    started = time.perf_counter()
-    report = compact_hour(storage, Hour.parse("2026-11-25T10"))
-    elapsed = time.perf_counter() - started
-    assert validate(storage, report) == []
-    out.put((elapsed, report.rows_out, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-
-
-def run_baseline(root: str, out: mp.Queue) -> None:
-    import pandas as pd
-
-    started = time.perf_counter()
-    records = []
-    for path in sorted(Path(root, "landing").rglob("*.ndjson.gz")):
-        records.extend(json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines())
-    frame = pd.json_normalize([r["tweet"] for r in records])
-    frame = frame.drop_duplicates(subset="id")
-    Path(root, "baseline").mkdir(exist_ok=True)
-    frame.astype(str).to_parquet(Path(root, "baseline", "tweets.parquet"))
-    frame.to_csv(Path(root, "baseline", "tweets.csv"), index=False)
-    elapsed = time.perf_counter() - started
-    out.put((elapsed, len(frame), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-
-
-def measure(target, root: str) -> tuple[float, int, float]:
-    queue: mp.Queue = mp.Queue()
-    proc = mp.get_context("fork").Process(target=target, args=(root, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return [sys.executable, "-m", "compactor", "run", "--config", str(config), "--hour", str(HOUR)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tweets", type=int, default=30000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tweets", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--pandas-runs", type=int, default=1, help="the pandas way is slow: fewer runs")
+    parser.add_argument("--work", type=Path, default=None, help="keep the input here (default: a temp dir)")
     args = parser.parse_args()
-    from tweetlake import logs
-
-    logs.configure("warning", json_output=False)
-    root = Path(tempfile.mkdtemp(prefix="tl-bench-"))
-    try:
-        raw = make_input(root, args.tweets)
-        mb = raw / 1e6
-        print(
-            f"input: {args.tweets} tweets, {mb:.1f} MB NDJSON ({mb / args.tweets * 1000:.1f} KB/tweet) in "
-            f"{len(list(root.rglob('*.ndjson.gz')))} gzip files"
+    work = args.work or Path(tempfile.mkdtemp(prefix="tweetlake-bench-"))
+    hour_dir = work / "landing" / "tweets" / HOUR.partition
+    if not hour_dir.exists():
+        written = write_hour(work, args.tweets)
+        (work / "written.json").write_text(json.dumps(written.__dict__))
+    written = json.loads((work / "written.json").read_text())
+    mb = written["ndjson_bytes"] / 2**20
+    contenders = {
+        "tweetlake": (lambda: tweetlake(work), work / "tables", args.runs),
+        "duckdb": (
+            lambda: [sys.executable, "bench/duckdb_baseline.py", str(hour_dir), str(work / "duckdb")],
+            work / "duckdb",
+            args.runs,
+        ),
+        "pandas way": (
+            lambda: [sys.executable, "bench/pandas_baseline.py", str(hour_dir), str(work / "pandas")],
+            work / "pandas",
+            args.pandas_runs,
+        ),
+    }
+    results: dict[str, Run] = {}
+    for name, (command, out, runs) in contenders.items():
+        if runs <= 0:
+            continue
+        measured = [measure(command(), out) for _ in range(runs)]
+        results[name] = Run(
+            statistics.median(r.seconds for r in measured),
+            statistics.median(r.peak_mb for r in measured),
+            statistics.median(r.output_mb for r in measured),
         )
-        base = measure(run_baseline, str(root))
-        ours = measure(run_tweetlake, str(root))
-        for name, (secs, rows, rss) in (("baseline json+pandas", base), ("tweetlake compactor", ours)):
-            print(f"{name:<22} {secs:6.2f} s  {mb / secs:6.1f} MB/s  {rows / secs:8.0f} rows/s  peak RSS {rss:6.0f} MB")
-        print(f"ratio (tweetlake / baseline): speed x{base[0] / ours[0]:.2f}, peak memory x{ours[2] / base[2]:.2f}")
-    finally:
-        shutil.rmtree(root)
+        print(f"# {name}: {[round(r.seconds, 2) for r in measured]} s", file=sys.stderr)
+    base = results["duckdb"].seconds
+    print(
+        f"\n{args.tweets:,} tweets, {mb:.0f} MB NDJSON ({written['ndjson_bytes'] / written['tweets']:.0f} B/tweet),"
+        f" {written['files']} gzip files ({written['gzip_bytes'] / 2**20:.0f} MB); median of runs\n"
+    )
+    print("| contender | seconds | MB/s NDJSON | tweets/s | peak RSS | output | speed vs DuckDB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, run in results.items():
+        print(
+            f"| {name} | {run.seconds:.2f} | {mb / run.seconds:.0f} | {args.tweets / run.seconds:,.0f} |"
+            f" {run.peak_mb:.0f} MB | {run.output_mb:.0f} MB | x{base / run.seconds:.2f} |"
+        )
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,342 +1,354 @@
-"""Compact one collection hour: read -> flatten -> dedupe -> write (staged) -> publish.
+"""Compact one collection hour: lease -> read + flatten -> dedupe -> stage -> check -> commit -> export.
 
-Memory stays bounded: lines are flattened into chunks that are written as they fill, so an
-hour is never held whole; what is kept for the whole hour is the set of ids seen (for dedupe)
-and one profile per author. Output is written under ``_staging/`` (ignored by every reader,
-since it starts with an underscore) and only then moved over the hour's partition, so a
-crashed run never leaves duplicate data visible: re-running replaces exactly that partition.
+What becomes visible, and when (docs/architecture.md says the same):
+
+1. Staging: the hour's Iceberg data files are written under the table location (invisible: no
+   snapshot references them yet), the CSV parts and rejected lines under ``_staging/``.
+2. Checks: the staged files are read back (schema, row counts, unique ids, CSV parse). An hour
+   that fails is not published at all; the previous version stays.
+3. Commit: one Iceberg commit per table replaces exactly that hour. This is the moment a reader
+   of the tables sees the new hour, whole.
+4. Export: the CSV parts and rejected lines are moved over the hour's previous ones, then the
+   manifest is written last. The hour's lease (taken first) keeps every other run out meanwhile.
+
+Dedupe: within the hour the first occurrence in landing order (file key, then line) wins; across
+hours a tweet stays in the hour that published it first (ids already in the ``lookback_hours``
+before or after are dropped), so re-running any hour, in any order, never puts a tweet in two.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
-import json
+import os
 import uuid
-import zlib
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from compactor import schema
+from compactor import iceberg
+from compactor.checks import check_counts, check_csv, check_parquet
+from compactor.core import HourCompaction
+from compactor.engine import Flattened
+from compactor.filesystems import Storage, delete_files, delete_tree, list_files, move
 from compactor.flatten import Rejected, flatten_tweet, flatten_users
-from compactor.storage import Storage, delete_files, list_files, move, open_output
-from tweetlake.landing import STREAM_TWEETS, Hour, hour_prefix, parse_file_name
+from compactor.lake import Lake
+from compactor.lease import Lease
+from compactor.manifest import write_manifest
+from compactor.reading import FileFailed, read_flattened
+from compactor.tables import TWEETS, USERS, Table, lease_file, rejected_file, staging_dir
+from compactor.writers import PartFiles, RejectedFile
+from tweetlake.config import Config
+from tweetlake.landing import STREAM_TWEETS, Hour, Unreadable, decode_line, hour_prefix, parse_file_name
 from tweetlake.logs import get_logger
 
 log = get_logger("compactor")
-TABLES = {  # name -> (relative directory, schema, format)
-    "tweets": ("tweets", schema.TWEETS, "parquet"),
-    "tweets_csv": ("csv/tweets", schema.TWEETS, "csv"),
-    "users": ("users", schema.USERS, "parquet"),
-    "users_csv": ("csv/users", schema.USERS, "csv"),
-}
-MANIFEST = "_manifest.json"
-CHUNK_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class Options:
+    lookback_hours: int = 24
+    max_rows_per_file: int = 1_000_000
+    max_line_bytes: int = 4 << 20
+    workers: int = 0
+    lease_s: float = 1800.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> Options:
+        t = config.tables
+        return cls(t.lookback_hours, t.max_rows_per_file, t.max_line_bytes, t.workers, t.lease_s)
 
 
 @dataclass
 class HourReport:
     hour: str
     run_id: str
-    input_files: list[str] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # {"key", "size"} of every object read
     records_in: int = 0
     rows_out: int = 0
     duplicates_in_hour: int = 0
-    duplicates_prior_hours: int = 0
+    duplicates_other_hours: int = 0
     rejected: int = 0
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     users_out: int = 0
-    schema_version: int = schema.SCHEMA_VERSION
+    snapshots: dict[str, int | None] = field(default_factory=dict)
     outputs: dict[str, list[str]] = field(default_factory=dict)
+    valid: bool = False
+    problems: list[str] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
-
-    @property
-    def duplicates(self) -> int:
-        return self.duplicates_in_hour + self.duplicates_prior_hours
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class _PartWriter:
-    """Writes one table's part files into a staging directory, rotating at max_rows."""
+def compact_hour(lake: Lake, hour: Hour, options: Options, *, run_id: str | None = None) -> HourReport:
+    """Compact ``hour`` under its lease; the report says whether it was published (``valid``).
 
-    def __init__(self, storage: Storage, directory: str, table_schema: pa.Schema, fmt: str, max_rows: int) -> None:
-        self._fs = storage.fs
-        self._dir = directory
-        self._schema = table_schema
-        self._fmt = fmt
-        self._max_rows = max_rows
-        self._writer: Any = None
-        self._stream: Any = None
-        self._rows_in_part = 0
-        self.paths: list[str] = []
-
-    def _open(self) -> None:
-        path = f"{self._dir}/part-{len(self.paths):05d}.{self._fmt}"
-        self._stream = open_output(self._fs, path)
-        if self._fmt == "parquet":
-            self._writer = pq.ParquetWriter(self._stream, self._schema, compression="zstd")
-        else:
-            csv_schema = schema.csv_encode(pa.RecordBatch.from_pylist([], schema=self._schema)).schema
-            self._writer = pacsv.CSVWriter(self._stream, csv_schema)
-        self.paths.append(path)
-        self._rows_in_part = 0
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        offset = 0
-        while offset < batch.num_rows:
-            if self._writer is None or self._rows_in_part >= self._max_rows:
-                self.close()
-                self._open()
-            take = min(batch.num_rows - offset, self._max_rows - self._rows_in_part)
-            piece = batch.slice(offset, take)
-            if self._fmt == "parquet":
-                self._writer.write_batch(piece)
-            else:
-                self._writer.write_batch(schema.csv_encode(piece))
-            self._rows_in_part += take
-            offset += take
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._stream.close()
-            self._writer = None
-
-
-def _lines(data: bytes) -> Iterator[tuple[int, bytes | None, str | None]]:
-    """(line number, line, None), or (line number, None, reason) once a gzip stream breaks."""
-    reader = gzip.GzipFile(fileobj=io.BytesIO(data))
-    number = 0
-    try:
-        for line in reader:
-            number += 1
-            if line.strip():
-                yield number, line, None
-    except (EOFError, OSError, zlib.error) as exc:
-        yield number + 1, None, f"unreadable gzip data after line {number}: {type(exc).__name__}"
-
-
-def prior_ids(storage: Storage, hour: Hour, lookback_hours: int) -> set[str]:
-    """Ids already published in the previous hours: duplicates across hours are dropped here."""
-    seen: set[str] = set()
-    for back in range(1, lookback_hours + 1):
-        directory = storage.tables.arrow_path(f"tweets/{hour.shift(-back).partition}")
-        files = [i.path for i in list_files(storage.fs, directory) if i.path.endswith(".parquet")]
-        if files:
-            table = pads.dataset(files, filesystem=storage.fs, format="parquet").to_table(columns=["id"])
-            seen.update(table.column("id").to_pylist())
-    return seen
-
-
-def compact_hour(
-    storage: Storage,
-    hour: Hour,
-    *,
-    lookback_hours: int = 24,
-    max_rows_per_file: int = 1_000_000,
-    chunk_rows: int = CHUNK_ROWS,
-    run_id: str | None = None,
-) -> HourReport:
-    run_id = run_id or uuid.uuid4().hex[:12]
-    report = HourReport(str(hour), run_id, started_at=datetime.now(UTC).isoformat())
-    fs = storage.fs
-    landing_dir = storage.landing.arrow_path(hour_prefix(STREAM_TWEETS, hour))
-    inputs = [i.path for i in list_files(fs, landing_dir) if parse_file_name(i.path)]
-    report.input_files = [storage.landing.uri(p.split(storage.landing.arrow_path() + "/", 1)[-1]) for p in inputs]
-    earlier = prior_ids(storage, hour, lookback_hours)
-    staging = storage.tables.arrow_path(f"_staging/{hour}-{run_id}")
-    writers = {
-        name: _PartWriter(storage, f"{staging}/{name}", tbl_schema, fmt, max_rows_per_file)
-        for name, (_, tbl_schema, fmt) in TABLES.items()
-    }
-    rejected_path = f"{staging}/rejected.ndjson"
-    rejected_stream = None
-    seen: set[str] = set()
-    users: dict[str, dict[str, Any]] = {}
-    chunk: list[dict[str, Any]] = []
-    reasons: Counter[str] = Counter()
-
-    def reject(file: str, line: int | None, reason: str, raw: bytes | None) -> None:
-        nonlocal rejected_stream
-        if rejected_stream is None:
-            rejected_stream = open_output(fs, rejected_path)
-        entry = {
-            "file": file,
-            "line": line,
-            "reason": reason,
-            "raw": raw.decode("utf-8", "replace").rstrip("\n") if raw is not None else None,
-        }
-        rejected_stream.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
-        report.rejected += 1
-        reasons[reason.split(":")[0]] += 1
-
-    def flush() -> None:
-        if chunk:
-            batch = pa.RecordBatch.from_pylist(chunk, schema=schema.TWEETS)
-            writers["tweets"].write(batch)
-            writers["tweets_csv"].write(batch)
-            chunk.clear()
-
-    for path, uri in zip(inputs, report.input_files, strict=True):
-        try:
-            with fs.open_input_stream(path, compression=None) as handle:
-                data = handle.read()
-        except OSError as exc:
-            report.records_in += 1
-            reject(uri, None, f"unreadable file: {exc}", None)
-            continue
-        for number, line, broken in _lines(data):
-            report.records_in += 1
-            if broken:
-                reject(uri, number, broken, None)
-                continue
-            assert line is not None
-            try:
-                record = json.loads(line)
-                row = flatten_tweet(record)
-                author_rows = flatten_users(record)
-            except json.JSONDecodeError as exc:
-                reject(uri, number, f"malformed JSON: {exc.msg}", line)
-                continue
-            except UnicodeDecodeError:
-                reject(uri, number, "invalid UTF-8", line)
-                continue
-            except Rejected as exc:
-                reject(uri, number, f"shape: {exc}", line)
-                continue
-            if row["id"] in seen:
-                report.duplicates_in_hour += 1
-                continue
-            if row["id"] in earlier:
-                report.duplicates_prior_hours += 1
-                continue
-            seen.add(row["id"])
-            chunk.append(row)
-            for user in author_rows:
-                current = users.get(user["id"])
-                if current is None or user["collected_at"] >= current["collected_at"]:
-                    users[user["id"]] = user
-            if len(chunk) >= chunk_rows:
-                flush()
-    flush()
-    if users:
-        batch = pa.RecordBatch.from_pylist(sorted(users.values(), key=lambda u: u["id"]), schema=schema.USERS)
-        writers["users"].write(batch)
-        writers["users_csv"].write(batch)
-    for writer in writers.values():
-        writer.close()
-    if rejected_stream is not None:
-        rejected_stream.close()
-    report.rows_out = len(seen)
-    report.users_out = len(users)
-    report.rejected_reasons = dict(reasons)
-    _publish(storage, hour, staging, writers, rejected_path if rejected_stream is not None else None, report)
-    report.finished_at = datetime.now(UTC).isoformat()
-    log.info(
-        "hour_compacted",
-        hour=str(hour),
-        files=len(inputs),
-        records_in=report.records_in,
-        rows_out=report.rows_out,
-        duplicates=report.duplicates,
-        rejected=report.rejected,
-        run_id=run_id,
+    Raises HourLeased when another run holds the hour, and LeaseLost / ConcurrentCompaction when
+    another run took it over meanwhile (this run then publishes nothing).
+    """
+    run = _HourRun(lake, hour, options, run_id or uuid.uuid4().hex[:12])
+    storage = lake.storage
+    lease = Lease(
+        storage.lease_store(), storage.lease_key(lease_file(hour)), run_id=run.report.run_id, term_s=options.lease_s
     )
-    return report
+    with lease:
+        return run.run(lease)
 
 
-def _publish(
-    storage: Storage,
-    hour: Hour,
-    staging: str,
-    writers: dict[str, _PartWriter],
-    rejected: str | None,
-    report: HourReport,
-) -> None:
-    """Swap the staged files in for the hour's partitions, then drop the staging directory."""
-    fs = storage.fs
-    for name, (relative, _, _) in TABLES.items():
-        target = storage.tables.arrow_path(f"{relative}/{hour.partition}")
-        delete_files(fs, target)  # the old manifest goes too: it is rewritten last by publish
-        moved = []
-        for source in writers[name].paths:
-            destination = f"{target}/{source.rsplit('/', 1)[-1]}"
-            move(fs, source, destination)
-            moved.append(destination)
-        report.outputs[name] = moved
-    rejected_dir = storage.tables.arrow_path(f"_rejected/{hour.partition}")
-    delete_files(fs, rejected_dir)
-    if rejected:
-        move(fs, rejected, f"{rejected_dir}/rejected.ndjson")
-        report.outputs["rejected"] = [f"{rejected_dir}/rejected.ndjson"]
-    fs.delete_dir_contents(staging, missing_dir_ok=True)
-    with contextlib.suppress(OSError):  # S3 has no real directories
-        fs.delete_dir(staging)
+class _HourRun:
+    def __init__(self, lake: Lake, hour: Hour, options: Options, run_id: str) -> None:
+        self.lake = lake
+        self.storage = storage = lake.storage
+        self.fs = storage.fs
+        self.hour = hour
+        self.options = options
+        self.report = HourReport(str(hour), run_id, started_at=datetime.now(UTC).isoformat())
+        self.core = HourCompaction()
+        self.staging = storage.tables.arrow_path(staging_dir(hour, run_id))
 
-
-def validate(storage: Storage, report: HourReport) -> list[str]:
-    """Re-read what was published and check it adds up; an empty list means valid."""
-    problems = []
-    accounted = report.rows_out + report.duplicates + report.rejected
-    if report.records_in != accounted:
-        problems.append(
-            f"landed records {report.records_in} != rows {report.rows_out} + duplicates "
-            f"{report.duplicates} + rejected {report.rejected}"
-        )
-    parquet = report.outputs.get("tweets", [])
-    if parquet:
-        dataset = pads.dataset(parquet, filesystem=storage.fs, format="parquet")
-        if not dataset.schema.equals(schema.TWEETS, check_metadata=False):
-            problems.append("tweets parquet schema differs from schema.TWEETS")
-        ids = dataset.to_table(columns=["id"]).column("id")
-        if len(ids) != report.rows_out:
-            problems.append(f"tweets parquet has {len(ids)} rows, expected {report.rows_out}")
-        if len(set(ids.to_pylist())) != len(ids):
-            problems.append("tweets parquet has duplicate ids")
-    elif report.rows_out:
-        problems.append("rows were counted but no parquet file was published")
-    csv_rows = 0
-    for path in report.outputs.get("tweets_csv", []):
-        with storage.fs.open_input_stream(path) as handle:
-            # text keeps its newlines (quoted, RFC 4180): the reader must allow them inside values
-            # streamed batch by batch: memory stays bounded however large the hour
-            reader = pacsv.open_csv(
-                handle,
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                read_options=pacsv.ReadOptions(block_size=8 << 20),
-                convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in schema.TWEETS.names}),
+    def run(self, lease: Lease) -> HourReport:
+        tables = {t.name: self.lake.table(t) for t in (TWEETS, USERS)}
+        data = {
+            name: PartFiles(
+                self.fs,
+                self.storage.path(iceberg.data_dir(table, self.hour)),
+                _table(name).schema,
+                "parquet",
+                max_rows=self.options.max_rows_per_file,
+                prefix=self.report.run_id,
             )
-            csv_rows += sum(batch.num_rows for batch in reader)
-    if csv_rows != report.rows_out:
-        problems.append(f"tweets csv has {csv_rows} rows, expected {report.rows_out}")
-    return problems
+            for name, table in tables.items()
+        }
+        csv = {
+            name: PartFiles(
+                self.fs,
+                f"{self.staging}/csv/{name}",
+                _table(name).schema,
+                "csv",
+                max_rows=self.options.max_rows_per_file,
+                prefix="part",
+            )
+            for name in tables
+        }
+        rejected = RejectedFile(self.fs, f"{self.staging}/rejected.ndjson")
+        uncommitted = set(tables)
+        try:
+            self._read(data, csv, rejected, tables)
+            users = self.core.users()
+            for batch in users.to_batches():
+                data["users"].write(batch)
+                csv["users"].write(batch)
+            parquet_paths = {name: files.close() for name, files in data.items()}
+            csv_paths = {name: files.close() for name, files in csv.items()}
+            rejected.close()
+            self._count()
+            self.report.problems = self._check(parquet_paths, csv_paths)
+            if self.report.problems:
+                log.error("hour_invalid", hour=str(self.hour), problems=self.report.problems, run_id=self.report.run_id)
+                self._discard(parquet_paths)
+                return self._finish()
+            for name, table in tables.items():
+                lease.check()
+                files = [f"{_scheme(self.storage)}{p}" for p in parquet_paths[name]]
+                committed = iceberg.replace_hour(table, self.hour, files, self.report.run_id)
+                uncommitted.discard(name)
+                self.report.snapshots[name] = committed.snapshot_id
+            lease.check()
+            self._export(csv_paths, rejected)
+            self.report.valid = True
+            write_manifest(self.storage, self.report.to_dict())
+            return self._finish()
+        except BaseException:  # data files of a committed table are the table's now: only the others go
+            self._discard({name: files.close() for name, files in data.items() if name in uncommitted})
+            raise
+        finally:
+            delete_tree(self.fs, self.staging)
+
+    def _inputs(self) -> list[tuple[str, str, int]]:
+        """(fs path, key relative to landing.uri, size) of every object under the hour's prefix."""
+        prefix = hour_prefix(STREAM_TWEETS, self.hour)
+        root = self.storage.landing.arrow_path()
+        found = []
+        for info in list_files(self.fs, self.storage.landing.arrow_path(prefix)):
+            found.append((info.path, info.path.removeprefix(root + "/"), info.size))
+        return found
+
+    def _read(
+        self, data: dict[str, PartFiles], csv: dict[str, PartFiles], rejected: RejectedFile, tables: dict[str, Any]
+    ) -> None:
+        inputs = self._inputs()
+        self.report.inputs = [{"key": key, "size": size} for _, key, size in inputs]
+        landed = [(path, key) for path, key, _ in inputs if parse_file_name(key)]
+        for _, key, _ in inputs:
+            if not parse_file_name(key):  # every object is accounted for: compacted or rejected
+                self.core.records_read(1)
+                self._reject(rejected, key, None, f"not a landing file name: {key.rsplit('/', 1)[-1]!r}", None)
+        workers = self.options.workers or os.cpu_count() or 1
+        paths = [path for path, _ in landed]
+        for index, item in read_flattened(self.fs, paths, workers=workers, max_line_bytes=self.options.max_line_bytes):
+            uri = self.storage.landing.uri(landed[index][1])
+            if isinstance(item, Unreadable):
+                self.core.records_read(1)
+                self._reject(rejected, uri, item.line, item.reason, item.raw)
+            elif isinstance(item, FileFailed):
+                self.core.records_read(1)
+                self._reject(rejected, uri, None, item.reason, None)
+            else:
+                self._take(item, uri, rejected, data, csv)
+        found = []
+        for ids in iceberg.other_hours_ids(tables["tweets"], self.hour, self.options.lookback_hours):
+            found.extend(self.core.ids.found_in(ids))
+        if found:
+            self.core.drop_other_hours(found)
+            data["tweets"], csv["tweets"] = _without(self.fs, data["tweets"], csv["tweets"], found)
+            log.info("duplicates_in_other_hours", hour=str(self.hour), count=len(found))
+
+    def _take(
+        self, flat: Flattened, uri: str, rejected: RejectedFile, data: dict[str, PartFiles], csv: dict[str, PartFiles]
+    ) -> None:
+        self.core.records_read(flat.tweets.num_rows + len(flat.slow))
+        tweets, users, rejections = with_slow_lines(flat)
+        for line, reason, raw in rejections:
+            self._reject(rejected, uri, line, reason, raw)
+        kept = self.core.take_tweets(tweets)
+        if kept.num_rows:
+            data["tweets"].write(kept)
+            csv["tweets"].write(kept)
+        self.core.take_users(users)
+
+    def _reject(self, rejected: RejectedFile, uri: str, line: int | None, reason: str, raw: bytes | None) -> None:
+        self.core.reject(reason)
+        rejected.write(uri, line, reason, raw)
+
+    def _count(self) -> None:
+        counts = self.core.counts
+        self.report.records_in = counts.records_in
+        self.report.rows_out = counts.rows_out
+        self.report.duplicates_in_hour = counts.duplicates_in_hour
+        self.report.duplicates_other_hours = counts.duplicates_other_hours
+        self.report.rejected = counts.rejected
+        self.report.rejected_reasons = dict(counts.rejected_reasons)
+        self.report.users_out = counts.users_out
+
+    def _check(self, parquet: dict[str, list[str]], csv: dict[str, list[str]]) -> list[str]:
+        rows = {"tweets": self.report.rows_out, "users": self.report.users_out}
+        problems = check_counts(self.core.counts)
+        for name in ("tweets", "users"):
+            schema = _table(name).schema
+            problems += check_parquet(self.fs, name, parquet[name], schema, rows[name])
+            problems += check_csv(self.fs, f"{name} csv", csv[name], schema, rows[name], self.options.max_line_bytes)
+        return problems
+
+    def _export(self, csv: dict[str, list[str]], rejected: RejectedFile) -> None:
+        """Move the staged CSV parts and rejected lines over the hour's previous ones."""
+        for name, paths in csv.items():
+            target = self.storage.tables.arrow_path(_table(name).csv_partition(self.hour))
+            delete_files(self.fs, target)
+            self.report.outputs[f"{name}_csv"] = []
+            for number, source in enumerate(paths):
+                destination = f"{target}/part-{number:05d}.csv"
+                move(self.fs, source, destination)
+                self.report.outputs[f"{name}_csv"].append(destination)
+        target = self.storage.tables.arrow_path(rejected_file(self.hour))
+        delete_files(self.fs, target.rsplit("/", 1)[0])
+        if rejected.written:
+            move(self.fs, rejected.path, target)
+            self.report.outputs["rejected"] = [target]
+
+    def _discard(self, parquet: dict[str, list[str]]) -> None:
+        """Data files no commit will reference (a failed check or a crash): delete them now."""
+        for paths in parquet.values():
+            for path in paths:
+                try:
+                    self.fs.delete_file(path)
+                except OSError:
+                    log.warning("orphan_left", path=path, detail="removed by `tweet-compactor maintain`")
+
+    def _finish(self) -> HourReport:
+        self.report.finished_at = datetime.now(UTC).isoformat()
+        log.info(
+            "hour_compacted" if self.report.valid else "hour_not_published",
+            hour=str(self.hour),
+            files=len(self.report.inputs),
+            records_in=self.report.records_in,
+            rows_out=self.report.rows_out,
+            duplicates=self.report.duplicates_in_hour + self.report.duplicates_other_hours,
+            rejected=self.report.rejected,
+            snapshots=self.report.snapshots,
+            run_id=self.report.run_id,
+        )
+        return self.report
 
 
-def write_manifest(storage: Storage, report: HourReport, *, valid: bool) -> str:
-    """Written last, beside the data: its presence says the partition is complete."""
-    path = storage.tables.arrow_path(f"tweets/{Hour.parse(report.hour).partition}/{MANIFEST}")
-    body = {**report.to_dict(), "valid": valid, "manifest_written_at": datetime.now(UTC).isoformat()}
-    with open_output(storage.fs, path) as out:
-        out.write(json.dumps(body, indent=1).encode())
-    return path
+def _table(name: str) -> Table:
+    return TWEETS if name == "tweets" else USERS
 
 
-def read_manifest(storage: Storage, hour: Hour) -> dict[str, Any] | None:
-    path = storage.tables.arrow_path(f"tweets/{hour.partition}/{MANIFEST}")
-    try:
-        with storage.fs.open_input_stream(path) as handle:
-            return json.loads(handle.read())
-    except OSError:  # FileNotFoundError included: no manifest yet
-        return None
+def _scheme(storage: Storage) -> str:
+    return "s3://" if storage.s3 is not None else "file://"
+
+
+def with_slow_lines(flat: Flattened) -> tuple[pa.RecordBatch, pa.RecordBatch, list[tuple[int, str, bytes]]]:
+    """One file's rows in line order (the engine's, plus the reference's for the lines it left), and
+    the (line number, reason, raw line) of each line the reference rejects."""
+    if not flat.slow:
+        return flat.tweets, flat.users, []
+    rows, users, row_numbers, user_numbers, rejections = [], [], [], [], []
+    for _, number, line in flat.slow:
+        try:
+            record = decode_line(line)
+            row, authors = flatten_tweet(record), flatten_users(record)
+        except Rejected as exc:
+            rejections.append((number, f"shape: {exc}", line))
+            continue
+        except UnicodeDecodeError:
+            rejections.append((number, "invalid UTF-8", line))
+            continue
+        except ValueError as exc:  # JSONDecodeError
+            rejections.append((number, f"malformed JSON: {getattr(exc, 'msg', exc)}", line))
+            continue
+        except RecursionError:
+            rejections.append((number, "malformed JSON: nested too deeply", line))
+            continue
+        rows.append(row)
+        row_numbers.append(number)
+        users.extend(authors)
+        user_numbers.extend([number] * len(authors))
+    tweets = _merge(
+        flat.tweets, flat.tweet_numbers, pa.RecordBatch.from_pylist(rows, schema=TWEETS.schema), row_numbers
+    )
+    authors = _merge(
+        flat.users, flat.user_numbers, pa.RecordBatch.from_pylist(users, schema=USERS.schema), user_numbers
+    )
+    return tweets, authors, rejections
+
+
+def _merge(
+    fast: pa.RecordBatch, fast_numbers: np.ndarray, slow: pa.RecordBatch, slow_numbers: list[int]
+) -> pa.RecordBatch:
+    """Both sets of rows in line-number order (a stable sort: a line's author rows keep their order)."""
+    if not slow.num_rows:
+        return fast
+    order = np.argsort(np.concatenate([fast_numbers, np.array(slow_numbers, dtype=np.int64)]), kind="stable")
+    return pa.Table.from_batches([fast, slow]).take(order).combine_chunks().to_batches()[0]
+
+
+def _without(fs: Any, data: PartFiles, csv: PartFiles, ids: list[str]) -> tuple[PartFiles, PartFiles]:
+    """The staged tweets rewritten without ``ids`` (tweets found already published in another hour)."""
+    drop = pa.array(ids, pa.string())
+    new_data, new_csv = data.renamed("dedup"), csv.renamed("dedup")
+    for path in data.close():
+        with fs.open_input_file(path) as handle:
+            table = pq.read_table(handle)
+        fs.delete_file(path)
+        for batch in table.filter(pc.invert(pc.is_in(table.column("id"), value_set=drop))).to_batches():
+            new_data.write(batch)
+            new_csv.write(batch)
+    for path in csv.close():
+        fs.delete_file(path)
+    return new_data, new_csv

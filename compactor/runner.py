@@ -1,19 +1,25 @@
-"""The three steps the DAG runs (compact, validate, publish), as plain functions over a config path.
+"""The steps the DAGs run, as plain functions over a config path and JSON-able values.
 
-Everything here passes JSON-able values, so Airflow can hand them between tasks through XCom,
-and nothing here imports Airflow: the DAG supplies the hour and the S3 settings it got from
-its connection.
+Nothing here imports Airflow: the DAG supplies the hour and the S3 settings of its connection, and
+hands these functions' results between tasks through XCom.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
-from compactor.compact import HourReport, compact_hour, validate, write_manifest
-from compactor.storage import S3Settings, Storage
+from compactor.compact import Options, compact_hour
+from compactor.filesystems import S3Settings
+from compactor.lake import Lake
+from compactor.late import late_hours
+from compactor.maintenance import maintain
 from tweetlake.config import Config, load_config, require
 from tweetlake.landing import Hour
+
+
+class HourNotPublished(Exception):
+    """The hour failed its checks; the previous version stays visible. ``str()`` lists the problems."""
 
 
 def load(config_path: str) -> Config:
@@ -22,25 +28,37 @@ def load(config_path: str) -> Config:
     return config
 
 
-def run_compact(
-    config_path: str, interval_start: datetime, s3: S3Settings | None = None, run_id: str | None = None
-) -> dict[str, Any]:
+def run_compact(config_path: str, hour: str, s3: S3Settings | None = None) -> dict[str, Any]:
+    """Compact one collection hour; raises HourNotPublished when it fails its checks."""
     config = load(config_path)
-    report = compact_hour(
-        Storage.from_config(config, s3),
-        Hour.of(interval_start),
-        lookback_hours=config.tables.lookback_hours,
-        max_rows_per_file=config.tables.max_rows_per_file,
-        run_id=run_id,
-    )
+    report = compact_hour(Lake.from_config(config, s3), Hour.parse(hour), Options.from_config(config))
+    if not report.valid:
+        raise HourNotPublished(f"hour {hour} not published: " + "; ".join(report.problems))
     return report.to_dict()
 
 
-def run_validate(config_path: str, report: dict[str, Any], s3: S3Settings | None = None) -> list[str]:
-    return validate(Storage.from_config(load(config_path), s3), HourReport(**report))
+def run_late(config_path: str, before: str, s3: S3Settings | None = None) -> list[str]:
+    """Compact again every hour before ``before`` (within lookback) with landing files it has not read."""
+    config = load(config_path)
+    lake = Lake.from_config(config, s3)
+    done = []
+    for hour in late_hours(lake.storage, Hour.parse(before), config.tables.lookback_hours):
+        report = compact_hour(lake, hour, Options.from_config(config))
+        if not report.valid:
+            raise HourNotPublished(f"late hour {hour} not published: " + "; ".join(report.problems))
+        done.append(str(hour))
+    return done
 
 
-def run_publish(config_path: str, report: dict[str, Any], s3: S3Settings | None = None) -> str:
-    storage = Storage.from_config(load(config_path), s3)
-    write_manifest(storage, HourReport(**report), valid=True)
-    return storage.tables.uri(f"tweets/{Hour.parse(report['hour']).partition}")
+def run_maintain(config_path: str, s3: S3Settings | None = None) -> dict[str, Any]:
+    config = load(config_path)
+    report = maintain(
+        Lake.from_config(config, s3),
+        snapshot_retention=timedelta(hours=config.tables.snapshot_retention_hours),
+        orphan_age=timedelta(hours=config.tables.orphan_age_hours),
+    )
+    return {
+        "snapshots_expired": report.snapshots_expired,
+        "orphans_removed": len(report.orphans_removed),
+        "staging_removed": len(report.staging_removed),
+    }

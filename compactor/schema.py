@@ -1,22 +1,22 @@
 """The tables' explicit Arrow schemas. docs/schema.md documents every column.
 
-Ids are strings everywhere: 64-bit ids lose precision in JavaScript and Excel. Lists stay
-lists in Parquet; in CSV they are JSON arrays (see ``csv_encode``). Bump SCHEMA_VERSION on any
-change; the manifest records it so readers can tell partitions apart.
+Ids are strings everywhere: 64-bit ids lose precision in JavaScript and Excel. Lists stay lists in
+Parquet and Iceberg; in CSV they are JSON arrays (``compactor.csvfiles``). Timestamps are
+microseconds in UTC, the precision Iceberg stores. Columns are only ever appended: the Iceberg
+tables take a new column by schema evolution (a new field id; older rows read as null), and CSV
+readers find every earlier column where it was.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
-
 _str = pa.string()
 _int = pa.int64()
 _bool = pa.bool_()
-_ts = pa.timestamp("ms", tz="UTC")
+_ts = pa.timestamp("us", tz="UTC")
 _list = pa.list_(pa.string())
-
+_floats = pa.list_(pa.float64())
 TWEETS = pa.schema(
     [
         ("id", _str),
@@ -75,6 +75,11 @@ TWEETS = pa.schema(
         ("collected_at", _ts),
         ("collected_via", _str),
         ("collected_for", _str),
+        # added in schema version 2 (schema evolution)
+        ("poll_duration_minutes", _int),
+        ("place_name", _str),
+        ("place_country", _str),
+        ("place_bbox", _floats),
     ]
 )
 
@@ -99,24 +104,12 @@ USERS = pa.schema(
         ("like_count", _int),
         ("withheld_in", _list),
         ("collected_at", _ts),
+        # added in schema version 2 (schema evolution)
+        ("url_expanded", _str),
+        ("description_hashtags", _list),
+        ("description_mentions", _list),
+        ("description_urls", _list),
+        ("withheld_scope", _str),
+        ("withheld_copyright", _bool),
     ]
 )
-
-REJECTED_FIELDS = ("file", "line", "reason", "raw")
-
-
-def csv_encode(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """CSV has no lists: encode list columns as JSON arrays (``["a","b"]``, ``[]`` for empty)."""
-    import json
-
-    columns = []
-    fields = []
-    for field, column in zip(batch.schema, batch.columns, strict=True):
-        if pa.types.is_list(field.type):
-            values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in column.to_pylist()]
-            columns.append(pa.array(values, type=pa.string()))
-            fields.append(pa.field(field.name, pa.string()))
-        else:
-            columns.append(column)
-            fields.append(field)
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))

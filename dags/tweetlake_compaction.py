@@ -1,13 +1,18 @@
-"""Hourly compaction of the tweetlake landing zone into Parquet and CSV tables.
+"""Hourly compaction of the tweetlake landing zone into the Iceberg tables and the CSV export.
 
-Thin on purpose: the logic lives in ``compactor`` (testable without Airflow); this file wires
-it to the data interval, retries, the ``aws_default`` connection and an Asset. Nothing heavy is
+Thin on purpose: the logic lives in ``compactor`` (testable without Airflow); this file wires it
+to the data interval, retries, the ``aws_default`` connection and Assets. Nothing heavy is
 imported at module level, so parsing stays fast.
 
-A run at logical date 10:00 covers collection hour 09:00-10:00. It first waits a grace period
-for late landing files, then compact -> validate -> publish. ``max_active_runs=1`` keeps
-catch-up and backfills in hour order, which the cross-hour dedupe (ids already published in
-the previous ``tables.lookback_hours``) relies on.
+* A scheduled run compacts its data interval ``[data_interval_start, data_interval_end)``: the run
+  with logical date 10:00 covers collection hour 10 (interval 10:00-11:00, started after 11:00).
+  A manual run names the collection hour in the ``hour`` param, as ``tweet-compactor run --hour``.
+* ``wait_for_late_files`` waits ``grace_minutes`` after the hour ends for late uploads (an hour that
+  ended long ago does not wait; 0: no wait at all, even for an hour still open: files landing
+  later are picked up by ``recompact_late_hours`` of a later run). Then ``compact`` (stage, check, commit,
+  export), ``recompact_late_hours`` (earlier hours that received landing files after their
+  compaction) and ``announce`` (Asset events carrying the Iceberg snapshots).
+* ``max_active_runs=1`` keeps hours in order; cross-hour dedupe does not depend on it.
 
 Configuration: the TOML file named by the ``config_path`` param, else the Airflow Variable
 ``tweetlake_config``, else /etc/tweetlake/tweetlake.toml. S3 credentials and endpoint come from
@@ -17,47 +22,21 @@ the ``aws_default`` connection (Amazon provider), never from this file.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pendulum
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
-DEFAULT_CONFIG = "/etc/tweetlake/tweetlake.toml"
-GRACE = timedelta(minutes=int(os.environ.get("TWEETLAKE_GRACE_MINUTES", "10")))
+from compactor.dag_support import collection_hour, config_path, s3_settings
+
+GRACE_MINUTES = int(os.environ.get("TWEETLAKE_GRACE_MINUTES", "10"))
 TWEETS_TABLE = Asset(
-    name="tweetlake_tweets",
-    uri=os.environ.get("TWEETLAKE_TWEETS_ASSET_URI", "s3://tweetlake/tables/tweets"),
+    name="tweetlake_tweets", uri=os.environ.get("TWEETLAKE_TWEETS_ASSET_URI", "iceberg://tweetlake/tweets")
 )
-
-
-def _config_path(params: dict[str, Any]) -> str:
-    if params.get("config_path"):
-        return str(params["config_path"])
-    from airflow.sdk import Variable
-
-    return str(Variable.get("tweetlake_config", default=DEFAULT_CONFIG))
-
-
-def _s3_settings(config_path: str) -> Any:
-    """S3 settings from the aws_default connection, only when the tables live on S3."""
-    from compactor.runner import load
-    from compactor.storage import S3Settings
-
-    if not load(config_path).tables.uri.startswith("s3://"):
-        return None
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    hook = AwsBaseHook(aws_conn_id="aws_default", client_type="s3")
-    credentials = hook.get_credentials()
-    return S3Settings(
-        endpoint_url=hook.conn_config.endpoint_url or "",
-        region=hook.conn_region_name or "us-east-1",
-        access_key=credentials.access_key,
-        secret_key=credentials.secret_key,
-        session_token=credentials.token,
-    )
+USERS_TABLE = Asset(
+    name="tweetlake_users", uri=os.environ.get("TWEETLAKE_USERS_ASSET_URI", "iceberg://tweetlake/users")
+)
 
 
 @dag(
@@ -73,48 +52,62 @@ def _s3_settings(config_path: str) -> Any:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=30),
     },
-    params={"config_path": Param(None, type=["null", "string"], description="tweetlake TOML config")},
+    params={
+        "config_path": Param(None, type=["null", "string"], description="the tweetlake TOML file"),
+        "hour": Param(
+            None, type=["null", "string"], description="manual runs: the collection hour, e.g. 2026-11-25T10"
+        ),
+        "grace_minutes": Param(
+            GRACE_MINUTES, type="integer", minimum=0, description="wait this long after the hour for late uploads"
+        ),
+    },
     tags=["tweetlake"],
     doc_md=__doc__,
 )
 def tweetlake_compaction() -> None:
-    wait = TimeDeltaSensor(task_id="wait_for_late_files", delta=GRACE, mode="reschedule", poke_interval=60)
+    @task.sensor(poke_interval=60, mode="reschedule", timeout=6 * 3600)
+    def wait_for_late_files(params: Any = None, data_interval_start: Any = None) -> bool:
+        from tweetlake.landing import Hour
+
+        grace = int(params["grace_minutes"])
+        hour = Hour.parse(collection_hour(params, data_interval_start))
+        return grace == 0 or datetime.now(UTC) >= hour.shift(1).start + timedelta(minutes=grace)
 
     @task
     def compact(params: Any = None, data_interval_start: Any = None) -> dict[str, Any]:
         from compactor.runner import run_compact
 
-        path = _config_path(params)
-        return run_compact(path, data_interval_start, _s3_settings(path))
+        path, hour = config_path(params), collection_hour(params, data_interval_start)
+        print(f"compacting collection hour {hour}")
+        return run_compact(path, hour, s3_settings(path))
 
     @task
-    def validate(report: dict[str, Any], params: Any = None) -> dict[str, Any]:
-        from compactor.runner import run_validate
+    def recompact_late_hours(report: dict[str, Any], params: Any = None) -> list[str]:
+        from compactor.runner import run_late
 
-        path = _config_path(params)
-        problems = run_validate(path, report, _s3_settings(path))
-        if problems:
-            raise ValueError("validation failed: " + "; ".join(problems))
-        return report
+        path = config_path(params)
+        return run_late(path, report["hour"], s3_settings(path))
 
-    @task(outlets=[TWEETS_TABLE])
-    def publish(report: dict[str, Any], params: Any = None, outlet_events: Any = None) -> str:
-        from compactor.runner import run_publish
-
-        path = _config_path(params)
-        partition = run_publish(path, report, _s3_settings(path))
-        outlet_events[TWEETS_TABLE].extra = {
+    @task(outlets=[TWEETS_TABLE, USERS_TABLE])
+    def announce(report: dict[str, Any], late: list[str], outlet_events: Any = None) -> dict[str, Any]:
+        extra = {
             "hour": report["hour"],
-            "partition": partition,
             "rows": report["rows_out"],
-            "duplicates": report["duplicates_in_hour"] + report["duplicates_prior_hours"],
+            "duplicates": report["duplicates_in_hour"] + report["duplicates_other_hours"],
             "rejected": report["rejected"],
+            "recompacted_hours": late,
         }
-        return partition
+        outlet_events[TWEETS_TABLE].extra = {**extra, "snapshot_id": report["snapshots"]["tweets"]}
+        outlet_events[USERS_TABLE].extra = {
+            "hour": report["hour"],
+            "rows": report["users_out"],
+            "snapshot_id": report["snapshots"]["users"],
+        }
+        return extra
 
     report = compact()
-    wait >> report
-    publish(validate(report))
+    wait_for_late_files() >> report
+    announce(report, recompact_late_hours(report))
 
 
 tweetlake_compaction()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamer.durable import write_atomic
+from tweetlake.durable import write_atomic
 
 STATE_VERSION = 2
 

@@ -20,8 +20,8 @@ from aiobotocore.session import get_session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from streamer.durable import fsync_dir, write_atomic
-from tweetlake.storage import Location
+from tweetlake.durable import fsync_dir, write_atomic
+from tweetlake.location import Location
 
 INCOMING = "_incoming"
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamer.durable import fsync_dir, write_atomic
 from streamer.items import Batch, SpooledBatch
 from streamer.metrics import Metrics
+from tweetlake.durable import fsync_dir, write_atomic
 from tweetlake.landing import STREAMS, Hour, file_name, parse_file_name
 from tweetlake.logs import get_logger
 

@@ -75,3 +75,32 @@ def _reap_daemons():
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture
+def lake(tmp_path):
+    """A local lake: landing and tables under tmp_path, the default SQLite catalog beside the tables."""
+    from compactor.lake import Lake
+    from tweetlake.config import build_config
+
+    config = build_config(
+        {"landing": {"uri": f"file://{tmp_path}/landing"}, "tables": {"uri": f"file://{tmp_path}/tables"}}, environ={}
+    )
+    return Lake.from_config(config)
+
+
+@pytest.fixture
+def land(tmp_path):
+    """Land a gzip file of ``lines`` under an hour's tweets prefix, named as the streamer names it."""
+    import gzip
+
+    from tests.helpers import HOUR
+    from tweetlake.landing import landing_key
+
+    def put(lines: list[bytes], seq: int = 0, hour=HOUR, writer: str = "a-1") -> Path:
+        path = tmp_path / "landing" / landing_key("tweets", hour, writer, seq)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(b"".join(lines)))
+        return path
+
+    return put

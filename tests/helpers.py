@@ -11,10 +11,13 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from tweetlake.landing import Hour, encode_line, tweet_record
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "tl-test-bearer-5f0c1d9e8a7b"
@@ -197,3 +200,41 @@ def assert_landed_exactly_once(endpoint: str, bucket: str, prefix: str, expected
     assert set(counts) == expected, f"missing {len(expected - set(counts))}, unexpected {len(set(counts) - expected)}"
     duplicated = [k for k, v in counts.items() if v > 1]
     assert not duplicated, f"landed more than once: {duplicated[:5]}"
+
+
+# --- a local lake of recorded tweets (the compactor's tests) -----------------------------------
+
+XAPI = Path(__file__).parent / "data" / "xapi"
+AT = datetime(2026, 11, 25, 10, 15, tzinfo=UTC)
+HOUR = Hour.of(AT)
+PAGE = json.loads((XAPI / "users_id_tweets" / "005.json").read_text())
+
+
+def timeline_lines(at: datetime = AT) -> list[bytes]:
+    """The 100 recorded timeline tweets as landing lines collected at ``at``."""
+    return [
+        encode_line(
+            tweet_record(
+                t,
+                PAGE["includes"],
+                collected_at=at,
+                collected_via="poll:users_tweets",
+                account={"id": "1", "username": "x"},
+            )
+        )
+        for t in PAGE["data"]
+    ]
+
+
+def ids(lake: Any, table: Any = None, hour: Hour | None = None) -> list[str]:
+    """The tweet ids a table holds (all hours, or one), sorted."""
+    from compactor import iceberg
+    from compactor.tables import TWEETS
+
+    start, end = (
+        (hour.start, hour.shift(1).start)
+        if hour
+        else (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    )
+    scanned = lake.table(table or TWEETS).scan(row_filter=iceberg.hour_filter(start, end))
+    return sorted(scanned.to_arrow().column("id").to_pylist())

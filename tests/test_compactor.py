@@ -1,311 +1,191 @@
-"""Flattening real recorded X API payloads, property tests, and local-lake compaction."""
+"""Compacting hours of a local lake into the Iceberg tables: dedupe, idempotency, checks, crashes, hostile files."""
 
 from __future__ import annotations
 
 import gzip
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.dataset as pads
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from compactor import schema
-from compactor.compact import compact_hour, read_manifest, validate, write_manifest
-from compactor.flatten import Rejected, flatten_tweet, flatten_users
-from compactor.storage import Storage
-from tweetlake.config import build_config
+from compactor import iceberg
+from compactor.compact import Options, compact_hour
+from compactor.late import late_hours
+from compactor.manifest import read_manifest
+from compactor.tables import TWEETS, USERS
+from tests.helpers import AT, HOUR, PAGE, ids, timeline_lines
 from tweetlake.landing import Hour, encode_line, landing_key, tweet_record
 
-DATA = Path(__file__).parent / "data" / "xapi"
-AT = datetime(2026, 11, 25, 10, 15, tzinfo=UTC)
+
+def test_an_hour_is_published_deduplicated_in_one_commit_per_table(lake, land):
+    lines = timeline_lines()
+    land(lines[:60], seq=0)
+    land(lines[40:], seq=1)  # 20 tweets landed twice
+    report = compact_hour(lake, HOUR, Options())
+    assert report.valid and report.problems == []
+    assert (report.records_in, report.rows_out, report.duplicates_in_hour) == (120, 100, 20)
+    assert ids(lake) == sorted(t["id"] for t in PAGE["data"])
+    tweets = lake.table(TWEETS)
+    assert tweets.current_snapshot().snapshot_id == report.snapshots["tweets"]
+    assert tweets.current_snapshot().summary.additional_properties[iceberg.HOUR_PROPERTY] == str(HOUR)
+    users = lake.table(USERS).scan().to_arrow()
+    authors = {t["author_id"] for t in PAGE["data"]} | {
+        t["author_id"]
+        for t in PAGE["includes"]["tweets"]
+        if any(r["id"] == t["id"] for d in PAGE["data"] for r in d.get("referenced_tweets", []))
+    }
+    included = {u["id"] for u in PAGE["includes"]["users"]}
+    assert sorted(users.column("id").to_pylist()) == sorted(authors & included)
+    assert users.schema.names == USERS.schema.names
 
 
-def _record(path: str, rules: bool = False) -> dict:
-    payload = json.loads((DATA / path).read_text())
-    tweet = payload["data"][0] if isinstance(payload["data"], list) else payload["data"]
-    return json.loads(
-        encode_line(
-            tweet_record(
-                tweet,
-                payload.get("includes", {}),
-                collected_at=AT,
-                collected_via="stream" if rules else "poll:users_tweets",
-                account={"id": "1", "username": "followed"},
-                matching_rules=payload.get("matching_rules") if rules else None,
-            )
-        )
-    )
+def test_the_first_occurrence_in_landing_order_wins(lake, land):
+    tweet = dict(PAGE["data"][0])
+    first = tweet_record(tweet, PAGE["includes"], collected_at=AT, collected_via="poll:users_tweets", account={})
+    second = tweet_record(tweet, PAGE["includes"], collected_at=AT, collected_via="stream:filtered", account={})
+    land([encode_line(first)], seq=0)
+    land([encode_line(second)], seq=1)
+    compact_hour(lake, HOUR, Options())
+    assert lake.table(TWEETS).scan().to_arrow().column("collected_via").to_pylist() == ["poll:users_tweets"]
 
 
-def _row(path: str, rules: bool = False) -> dict:
-    row = flatten_tweet(_record(path, rules))
-    pa.RecordBatch.from_pylist([row], schema=schema.TWEETS)  # every row fits the schema
-    return row
+def test_running_an_hour_again_replaces_it_exactly(lake, land):
+    land(timeline_lines())
+    first = compact_hour(lake, HOUR, Options())
+    again = compact_hour(lake, HOUR, Options())
+    assert ids(lake) == sorted(t["id"] for t in PAGE["data"])
+    assert again.snapshots["tweets"] != first.snapshots["tweets"]
+    referenced = {f["file_path"] for f in lake.table(TWEETS).inspect.files().to_pylist()}
+    assert referenced and all(again.run_id in path for path in referenced)
 
 
-def test_withheld_tweet():
-    row = _row("tweets/015.json")
-    assert row["id"] == "1388424788171841537"
-    assert row["withheld_in"] == ["IN"] and row["withheld_copyright"] is False
-    assert row["author_username"] == "manavjivan"
-    assert row["text"].startswith("When the pandemic first hit “India fought a phony war")
-    assert row["urls"] == ["http://econ.st/3u72y2l"]
-
-
-def test_geo_reply_with_mentions():
-    row = _row("tweets/009.json")
-    assert row["place_id"] == "3078869807f9dd36" and row["place_full_name"] == "Berlin, Germany"
-    assert row["replied_to_id"] == "1501958949863661574"
-    assert row["mentions"] == ["j2bryson", "Twitter"]
-    assert row["author_username"] == "IgorBrigadir"
-
-
-def test_edited_tweet_keeps_its_history():
-    row = _row("tweets/005.json")
-    assert row["edit_history_tweet_ids"] == ["1576994746135764992", "1576994789110992896"]
-    assert row["author_username"] == "wongmjane" and row["text"] == "hey :) https://t.co/rnwEIoNuqd"
-
-
-def test_cashtags_hashtags_media():
-    row = _row("tweets/003.json")
-    assert row["cashtags"][:3] == ["AMD", "BTC", "TWTR"]
-    assert row["hashtags"] == ["business", "NFT", "StockMarket", "option"]
-    assert row["media_keys"] == ["3_1611076914248286208"] and row["media_types"] == ["photo"]
-    assert _row("tweets/011.json")["media_types"] == ["video"]
-
-
-def test_retweet_names_the_original_author():
-    row = _row("tweets/012.json")
-    assert row["retweeted_id"] == "1589671906718134272"
-    assert row["retweeted_username"] == "S3NT1N3L17"
-    assert row["text"].startswith("RT @S3NT1N3L17:")
-
-
-def test_stream_line_matching_rules_and_emoji():
-    row = _row("tweets_search_stream/001.json", rules=True)
-    assert row["matching_rules"] == ["1377649934414049282"]
-    assert row["collected_via"] == "stream"
-    assert _row("tweets/011.json")["text"] == "She's GOING with it! 🐍 https://t.co/uXqSAGWkWJ"
-
-
-def test_every_recorded_timeline_tweet_flattens_with_ids_as_strings():
-    payload = json.loads((DATA / "users_id_tweets" / "005.json").read_text())
-    rows = []
-    for tweet in payload["data"]:
-        record = tweet_record(
-            tweet,
-            payload["includes"],
-            collected_at=AT,
-            collected_via="poll:users_tweets",
-            account={"id": "2351222345", "username": "PhillyNEFL"},
-        )
-        rows.append(flatten_tweet(json.loads(encode_line(record))))
-        assert flatten_users(record)[0]["username"] == "PhillyNEFL"
-    table = pa.Table.from_pylist(rows, schema=schema.TWEETS)
-    assert table.num_rows == 100 and table.schema.field("id").type == pa.string()
-    assert {r["author_username"] for r in rows} == {"PhillyNEFL"}
-
-
-def test_shape_problems_are_rejected_with_a_reason():
-    record = _record("tweets/015.json")
-    record["tweet"]["public_metrics"] = {"like_count": "many"}
-    with pytest.raises(Rejected, match=r"public_metrics\.like_count is not an integer"):
-        flatten_tweet(record)
-    with pytest.raises(Rejected, match="missing tweet object"):
-        flatten_tweet({"v": 1})
-    with pytest.raises(Rejected, match="not a JSON object"):
-        flatten_tweet([1, 2])
-
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
-    max_leaves=25,
-)
-BASE = _record("tweets/009.json")
-PATHS = [
-    ("tweet",),
-    ("tweet", "id"),
-    ("tweet", "text"),
-    ("tweet", "entities"),
-    ("tweet", "entities", "mentions"),
-    ("tweet", "geo"),
-    ("tweet", "referenced_tweets"),
-    ("tweet", "public_metrics"),
-    ("includes",),
-    ("includes", "users"),
-    ("includes", "places"),
-    ("collected_at",),
-    ("account",),
-    ("matching_rules",),
-    ("tweet", "withheld"),
-    ("tweet", "attachments"),
-    ("tweet", "created_at"),
-    ("tweet", "author_id"),
-]
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(JSON, st.tuples(st.sampled_from(PATHS), JSON)))
-def test_any_json_yields_a_row_or_a_rejection_never_a_crash(value):
-    if isinstance(value, tuple):
-        path, replacement = value
-        record = json.loads(json.dumps(BASE))
-        target = record
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = replacement
-    else:
-        record = value
-    try:
-        row = flatten_tweet(record)
-        users = flatten_users(record)
-    except Rejected:
-        return
-    pa.RecordBatch.from_pylist([row], schema=schema.TWEETS)
-    pa.RecordBatch.from_pylist(users, schema=schema.USERS)
-
-
-def _local_storage(tmp_path) -> Storage:
-    config = build_config(
-        {"landing": {"uri": f"file://{tmp_path}/landing"}, "tables": {"uri": f"file://{tmp_path}/tables"}}, environ={}
-    )
-    return Storage.from_config(config)
-
-
-def _timeline_lines() -> list[bytes]:
-    """The 100 recorded timeline tweets as landing lines."""
-    payload = json.loads((DATA / "users_id_tweets" / "005.json").read_text())
-    return [
-        encode_line(
-            tweet_record(
-                t,
-                payload["includes"],
-                collected_at=AT,
-                collected_via="poll:users_tweets",
-                account={"id": "1", "username": "x"},
-            )
-        )
-        for t in payload["data"]
+def test_data_and_csv_parts_roll_at_max_rows_per_file(lake, land, tmp_path):
+    land(timeline_lines())
+    report = compact_hour(lake, HOUR, Options(max_rows_per_file=30))
+    assert len(lake.table(TWEETS).inspect.files().to_pylist()) == 4
+    assert len(report.outputs["tweets_csv"]) == 4
+    assert sorted(p.name for p in (tmp_path / "tables/csv/tweets").glob("*/*/*.csv")) == [
+        f"part-{n:05d}.csv" for n in range(4)
     ]
 
 
-def _land_local(tmp_path, hour: Hour, writer: str, seq: int, lines: list[bytes]) -> None:
-    path = tmp_path / "landing" / landing_key("tweets", hour, writer, seq)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(b"".join(lines)))
-
-
-def test_local_lake_compaction_is_idempotent_and_small_files_roll(tmp_path):
-    storage = _local_storage(tmp_path)
-    hour = Hour.of(AT)
-    lines = _timeline_lines()
-    _land_local(tmp_path, hour, "a", 0, lines[:60])
-    _land_local(tmp_path, hour, "a", 1, lines[40:])  # 20 overlap
-    report = compact_hour(storage, hour, max_rows_per_file=30, chunk_rows=7)
-    assert validate(storage, report) == []
-    write_manifest(storage, report, valid=True)
-    assert report.rows_out == 100 and report.duplicates_in_hour == 20 and report.records_in == 120
-    assert len(report.outputs["tweets"]) == 4  # 100 rows in files of at most 30
-    first = pads.dataset(str(tmp_path / "tables" / "tweets"), partitioning="hive").to_table()
-    again = compact_hour(storage, hour, max_rows_per_file=30)
-    assert validate(storage, again) == [] and len(again.outputs["tweets"]) == 4
-    second = pads.dataset(str(tmp_path / "tables" / "tweets"), partitioning="hive").to_table()
-    assert sorted(first.column("id").to_pylist()) == sorted(second.column("id").to_pylist())
-    assert read_manifest(storage, hour) is None  # the re-run removed the old manifest until publish writes it
-    assert second.column("hour").to_pylist()[0] == 10
-    import duckdb
-
-    glob = f"{tmp_path}/tables/tweets/*/*/*.parquet"
-    count, distinct, hour_col = duckdb.sql(
-        f"select count(*), count(distinct id), any_value(hour) from read_parquet('{glob}', hive_partitioning=true)"
-    ).fetchall()[0]
-    assert count == distinct == 100 and int(hour_col) == 10
-
-
-def test_crashed_run_leaves_nothing_visible_twice(tmp_path, monkeypatch):
+def test_an_hour_that_fails_its_checks_is_not_published_and_the_previous_version_stays(lake, land, monkeypatch):
     import compactor.compact as compact_module
 
-    storage = _local_storage(tmp_path)
-    hour = Hour.of(AT)
-    lines = _timeline_lines()
-    _land_local(tmp_path, hour, "a", 0, lines)
-    compact_hour(storage, hour, max_rows_per_file=30)
-    _land_local(tmp_path, hour, "a", 1, lines[:10])  # a late file arrives, then a run crashes mid-publish
+    land(timeline_lines()[:50])
+    compact_hour(lake, HOUR, Options())
+    land(timeline_lines()[50:], seq=1)
+    monkeypatch.setattr(compact_module, "check_parquet", lambda *a: ["tweets: a planted problem"])
+    report = compact_hour(lake, HOUR, Options())
+    assert not report.valid and report.problems == ["tweets: a planted problem", "tweets: a planted problem"]
+    assert len(ids(lake)) == 50
+    data_files = {p.name for p in Path(lake.table(TWEETS).location().removeprefix("file://")).rglob("*.parquet")}
+    assert not any(report.run_id in name for name in data_files)  # the failed run's files are gone
+    assert read_manifest(lake.storage, HOUR)["rows_out"] == 50
 
-    def crash(*args, **kwargs):
-        raise RuntimeError("killed")
 
-    monkeypatch.setattr(compact_module, "_publish", crash)
-    with pytest.raises(RuntimeError):
-        compact_hour(storage, hour, max_rows_per_file=50)
-    table = pads.dataset(str(tmp_path / "tables" / "tweets"), partitioning="hive").to_table()
-    assert table.num_rows == 100 and len(set(table.column("id").to_pylist())) == 100
+def test_a_crash_during_the_commit_leaves_the_previous_version_whole(lake, land, monkeypatch):
+    from pyiceberg.table import Transaction
+
+    land(timeline_lines()[:50])
+    compact_hour(lake, HOUR, Options())
+    land(timeline_lines()[50:], seq=1)
+
+    def crash(self):
+        raise RuntimeError("killed during the commit")
+
+    monkeypatch.setattr(Transaction, "commit_transaction", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        compact_hour(lake, HOUR, Options())
     monkeypatch.undo()
-    report = compact_hour(storage, hour, max_rows_per_file=50)
-    assert validate(storage, report) == [] and report.duplicates_in_hour == 10
+    assert len(ids(lake)) == 50
+    report = compact_hour(lake, HOUR, Options())
+    assert report.valid and len(ids(lake)) == 100
 
 
-def test_csv_with_newlines_in_text_larger_than_a_parse_block_validates(tmp_path):
-    storage = _local_storage(tmp_path)
-    hour = Hour.of(AT)
-    payload = json.loads((DATA / "users_id_tweets" / "005.json").read_text())
-    lines = []
-    for i in range(2500):  # ~2.5 MB of CSV: several of pyarrow's 1 MB parse blocks
-        tweet = dict(payload["data"][i % 100], id=str(10**18 + i), text=f'line one {i}\nline two,\t"quoted"\n🚀' * 3)
-        lines.append(
-            encode_line(
-                tweet_record(
-                    tweet,
-                    payload["includes"],
-                    collected_at=AT,
-                    collected_via="poll:users_tweets",
-                    account={"id": "1", "username": "x"},
-                )
-            )
-        )
-    _land_local(tmp_path, hour, "a", 0, lines)
-    report = compact_hour(storage, hour)
-    assert validate(storage, report) == []
-    import pandas as pd
+def test_a_crash_during_the_csv_export_is_repaired_by_the_next_run(lake, land, monkeypatch, tmp_path):
+    import compactor.compact as compact_module
 
-    frame = pd.read_csv(report.outputs["tweets_csv"][0], dtype=str)
-    assert len(frame) == 2500 and frame["text"].iloc[7] == 'line one 7\nline two,\t"quoted"\n🚀' * 3
+    land(timeline_lines())
+    compact_hour(lake, HOUR, Options(max_rows_per_file=30))
+    moves = {"left": 2}
+    real_move = compact_module.move
+
+    def move_then_crash(*args):
+        if not moves["left"]:
+            raise RuntimeError("killed mid-export")
+        moves["left"] -= 1
+        real_move(*args)
+
+    monkeypatch.setattr(compact_module, "move", move_then_crash)
+    with pytest.raises(RuntimeError, match="mid-export"):
+        compact_hour(lake, HOUR, Options(max_rows_per_file=30))
+    monkeypatch.undo()
+    report = compact_hour(lake, HOUR, Options(max_rows_per_file=30))
+    csv_rows = sum(
+        len(p.read_text().splitlines()) - 1 for p in (tmp_path / "tables/csv/tweets").glob(f"{HOUR.partition}/*.csv")
+    )
+    assert report.valid and csv_rows >= 100 and len(report.outputs["tweets_csv"]) == 4
 
 
-def test_compactor_cli_compacts_an_hour_and_rejects_bad_arguments(tmp_path):
-    import subprocess
-    import sys
+def test_a_tweet_published_in_another_hour_stays_there_in_either_order(lake, land):
+    lines = timeline_lines()
+    later = Hour.parse("2026-11-25T12")
+    land(timeline_lines(later.start)[:10], hour=later)
+    land(lines)
+    report = compact_hour(lake, HOUR, Options())  # the later hour is not published yet
+    assert report.duplicates_other_hours == 0
+    compact_hour(lake, later, Options())  # published later: its ten tweets are in HOUR already
+    assert len(ids(lake, hour=later)) == 0
+    again = compact_hour(lake, HOUR, Options())  # the earlier hour re-run: keeps what it has
+    assert again.duplicates_other_hours == 0 and len(ids(lake, hour=HOUR)) == 100
 
-    from tests.helpers import REPO
 
-    _land_local(tmp_path, Hour.of(AT), "a", 0, _timeline_lines())
-    config = tmp_path / "c.toml"
-    config.write_text(f'[landing]\nuri = "file://{tmp_path}/landing"\n[tables]\nuri = "file://{tmp_path}/tables"\n')
+def test_files_landed_after_an_hour_was_compacted_are_found_and_compacted(lake, land):
+    land(timeline_lines()[:50])
+    compact_hour(lake, HOUR, Options())
+    assert late_hours(lake.storage, HOUR.shift(2), 24) == []
+    land(timeline_lines()[50:], seq=7)  # uploaded after the compaction
+    assert late_hours(lake.storage, HOUR.shift(2), 24) == [HOUR]
+    compact_hour(lake, HOUR, Options())
+    assert late_hours(lake.storage, HOUR.shift(2), 24) == [] and len(ids(lake)) == 100
 
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "compactor", "run", "--config", str(config), *args],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
 
-    result = cli("--hour", "2026-11-25T10")
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["rows_out"] == 100 and summary["problems"] == []
-    manifest = json.loads((tmp_path / "tables/tweets/dt=2026-11-25/hour=10/_manifest.json").read_text())
-    assert manifest["valid"] and manifest["rows_out"] == 100
-    bad = cli("--hour", "yesterday")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "tweet-compactor: config error: --hour: not an hour like 2026-11-25T10 ('yesterday')"
-    ]
-    config.write_text(f'[landing]\nuri = "file://{tmp_path}/landing"\n')
-    missing = cli("--hour", "2026-11-25T10")
-    assert missing.returncode == 2 and missing.stderr.strip() == "tweet-compactor: config error: tables.uri: required"
+def _edited(line: bytes, edit) -> bytes:
+    record = json.loads(line)
+    edit(record)
+    return json.dumps(record, ensure_ascii=False).encode() + b"\n"
+
+
+def test_every_object_under_the_hour_is_compacted_or_rejected_with_a_reason(lake, land, tmp_path):
+    good = timeline_lines()
+    deep = b'{"v":1,"tweet":' + b"[" * 10_000 + b"]" * 10_000 + b"}\n"
+    counters = _edited(good[1], lambda r: r["tweet"]["public_metrics"].update(like_count="--5"))
+    year_one = _edited(good[2], lambda r: r["tweet"].update(created_at="0001-01-01T00:00:00+05:00"))
+    list_id = _edited(good[3], lambda r: r["includes"]["users"][0].update(id=["1"]))
+    huge = _edited(good[4], lambda r: r["tweet"].update(text="x" * (2 << 20)))
+    land([good[0], deep, counters, year_one, list_id, huge, b"{not json\n", b'{"v":1,"text":"\xff"}\n'])
+    bomb = tmp_path / "landing" / landing_key("tweets", HOUR, "bomb", 1)
+    bomb.write_bytes(gzip.compress(b'"' + b"x" * (100 << 20) + b'"\n' + good[5]))
+    truncated = gzip.compress(b"".join(good[6:60]))
+    (tmp_path / "landing" / landing_key("tweets", HOUR, "cut", 1)).write_bytes(truncated[: len(truncated) // 2])
+    (bomb.parent / "café-000000000001.ndjson.gz").write_bytes(gzip.compress(good[60]))
+    report = compact_hour(lake, HOUR, Options(max_line_bytes=1 << 20))
+    assert report.valid and report.problems == []
+    rejected = [json.loads(line) for line in (tmp_path / f"tables/_rejected/{HOUR.partition}/rejected.ndjson").open()]
+    found = {(r["file"].rsplit("/", 1)[-1], r["line"], r["reason"]) for r in rejected}
+    cut_line = next(line for name, line, _ in found if name.startswith("cut"))
+    assert found == {
+        ("café-000000000001.ndjson.gz", None, "not a landing file name: 'café-000000000001.ndjson.gz'"),
+        ("a-1-000000000000.ndjson.gz", 2, "malformed JSON: nested too deeply"),
+        ("a-1-000000000000.ndjson.gz", 3, "shape: public_metrics.like_count is not an integer"),
+        ("a-1-000000000000.ndjson.gz", 4, "shape: tweet.created_at is not an ISO timestamp"),
+        ("a-1-000000000000.ndjson.gz", 5, "shape: includes.users.id is not a string"),
+        ("a-1-000000000000.ndjson.gz", 6, f"line longer than 1048576 bytes ({len(huge) - 1} bytes)"),
+        ("a-1-000000000000.ndjson.gz", 7, "malformed JSON: Expecting property name enclosed in double quotes"),
+        ("a-1-000000000000.ndjson.gz", 8, "invalid UTF-8"),
+        ("bomb-000000000001.ndjson.gz", 1, "line longer than 1048576 bytes (104857602 bytes)"),
+        ("cut-000000000001.ndjson.gz", cut_line, f"unreadable gzip data after line {cut_line - 1}: truncated"),
+    }
+    assert report.records_in == report.rows_out + report.rejected == report.rows_out + 10
+    assert report.rows_out == 2 + cut_line - 1 and len(ids(lake)) == report.rows_out

@@ -1,4 +1,4 @@
-"""The real Airflow 3 DAG (dag.test on SQLite) compacting landing files from the real streamer."""
+"""The real Airflow 3 DAGs (dag.test on SQLite) compacting landing files from the real streamer into S3 tables."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 import pytest
 
 from tests.helpers import REPO, Daemon, all_generated, landed_lines_s3, wait_landed_s3, write_config
-from tweetlake.landing import Hour, landing_key
+from tweetlake.landing import Hour, encode_line, landing_key, tweet_record
 
 pytestmark = pytest.mark.airflow
+PAGE = json.loads((REPO / "tests/data/xapi/users_id_tweets/005.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def airflow_db():
-    env = {**os.environ}
     result = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -46,80 +49,119 @@ def aws_conn(s3_endpoint, monkeypatch):
     )
 
 
-def _dag():
+def _bag():
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    return bag.get_dag("tweetlake_compaction")
+    return bag
 
 
-def _tables_fs(s3_endpoint):
-    host = s3_endpoint.removeprefix("http://")
-    return pafs.S3FileSystem(
-        endpoint_override=host, scheme="http", access_key="testing", secret_key="testing", region="us-east-1"
-    )
+def _compaction():
+    return _bag().get_dag("tweetlake_compaction")
 
 
-def _config(tmp_path, bucket, s3_endpoint, sim_url="http://127.0.0.1:9"):
+@pytest.fixture
+def config(tmp_path, bucket, s3_endpoint, sim):
+    """Landing and tables on moto's S3; the SQL catalog on this host's disk (tables.catalog_uri)."""
     return write_config(
         tmp_path / "c.toml",
-        base_url=sim_url,
+        base_url=sim.url,
         landing_uri=f"s3://{bucket}/lake/landing",
         endpoint_url=s3_endpoint,
         state_dir=tmp_path / "state",
-        extra=f'[tables]\nuri = "s3://{bucket}/lake/tables"\nlookback_hours = 3\n',
+        extra=f'[tables]\nuri = "s3://{bucket}/lake/tables"\nlookback_hours = 6\n'
+        f'catalog_uri = "sqlite:///{tmp_path}/catalog.db"\n',
     )
 
 
-def test_dagbag_has_no_import_errors(airflow_db):
-    dag = _dag()
-    assert [t.task_id for t in dag.tasks] == ["wait_for_late_files", "compact", "validate", "publish"]
-    assert dag.max_active_runs == 1 and dag.catchup
+def _tables(config: Path, s3_endpoint: str):
+    from compactor.filesystems import S3Settings
+    from compactor.lake import Lake
+    from tweetlake.config import load_config
+
+    s3 = S3Settings(endpoint_url=s3_endpoint, region="us-east-1", access_key="testing", secret_key="testing")
+    return Lake.from_config(load_config(config), s3)
 
 
-def test_streamer_to_tables_through_the_real_dag(tmp_path, sim, s3_endpoint, bucket, airflow_db, aws_conn):
-    config = _config(tmp_path, bucket, s3_endpoint, sim.url)
+def _run(dag, hour: Hour, config: Path, **conf):
+    """A run that compacts ``hour`` (named in the ``hour`` param, as the docs show), no grace wait.
+
+    ``dag.test(logical_date=X)``, like ``airflow dags test DAG X``, is a manual run whose data
+    interval is the one *ending* at X: the param says which hour without that arithmetic.
+    """
+    run_conf = {"config_path": str(config), "grace_minutes": 0, "hour": str(hour), **conf}
+    return dag.test(logical_date=hour.shift(1).start, run_conf=run_conf)
+
+
+def test_the_dags_import_cleanly_and_have_their_tasks(airflow_db):
+    bag = _bag()
+    compaction, maintenance = bag.get_dag("tweetlake_compaction"), bag.get_dag("tweetlake_maintenance")
+    assert sorted(t.task_id for t in compaction.tasks) == [
+        "announce",
+        "compact",
+        "recompact_late_hours",
+        "wait_for_late_files",
+    ]
+    assert compaction.get_task("compact").upstream_task_ids == {"wait_for_late_files"}
+    assert compaction.get_task("announce").upstream_task_ids == {"compact", "recompact_late_hours"}
+    assert compaction.max_active_runs == 1 and compaction.catchup
+    assert [t.task_id for t in maintenance.tasks] == ["maintain"]
+
+
+def test_the_dag_file_parses_fast():
+    """Parsing stays cheap: the DAG imports nothing heavy at module level (measured in bench/ too)."""
+    probe = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import runpy; runpy.run_path('dags/tweetlake_compaction.py')"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in probe.stderr.splitlines() if line.startswith("import time")}
+    assert not {"pyarrow", "duckdb", "pyiceberg", "compactor.compact"} & imported
+
+
+def test_streamer_to_tables_through_the_real_dag(tmp_path, sim, s3_endpoint, bucket, airflow_db, aws_conn, config):
+    from compactor.tables import TWEETS
+
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     expected = all_generated(sim.url)
     wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=30)
     assert daemon.terminate() == 0
     hours = {Hour.parse(line["collected_at"]) for line in landed_lines_s3(s3_endpoint, bucket, "lake/landing")}
-    dag = _dag()
+    dag = _compaction()
     for hour in sorted(hours):
-        run = dag.test(
-            logical_date=hour.start + timedelta(hours=1),
-            run_conf={"config_path": str(config)},
-            mark_success_pattern="wait_for_late_files",
-        )  # the hour is still open: skip the grace wait
-        assert run.state == "success"
-    fs = _tables_fs(s3_endpoint)
-    table = pads.dataset(
-        f"{bucket}/lake/tables/tweets", filesystem=fs, format="parquet", partitioning="hive"
-    ).to_table()
+        assert _run(dag, hour, config).state == "success"
+    lake = _tables(config, s3_endpoint)
+    table = lake.table(TWEETS).scan().to_arrow()
     assert sorted(table.column("id").to_pylist()) == sorted(expected)
     row = table.slice(0, 1).to_pylist()[0]
     assert row["author_username"] in {"XDevelopers", "NASA", "tweetlake_demo"}
     assert row["collected_via"] == "poll:users_tweets" and row["created_at"] is not None
-    # publish emitted an Asset event downstream DAGs can be scheduled on
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        events = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == "tweetlake_tweets")
-        ).all()
-        extras = [e.extra for e in events]
-    mine = [x for x in extras if x["partition"].startswith(f"s3://{bucket}/")]
+        extras = [
+            e.extra
+            for e in session.scalars(
+                select(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.name == "tweetlake_tweets")
+            ).all()
+        ]
+    snapshots = {
+        s.snapshot_id for s in lake.table(__import__("compactor.tables", fromlist=["TWEETS"]).TWEETS).snapshots()
+    }
+    mine = [x for x in extras if x["snapshot_id"] in snapshots]
     assert sorted(x["hour"] for x in mine) == sorted(str(h) for h in hours)
     assert sum(x["rows"] for x in mine) == len(expected) and all(x["rejected"] == 0 for x in mine)
-    assert all(x["partition"].startswith(f"s3://{bucket}/lake/tables/tweets/dt=") for x in mine)
 
 
-def _land(bucket, s3_endpoint, hour: Hour, lines: list[bytes], writer: str, seq: int) -> str:
+def _land(bucket: str, s3_endpoint: str, hour: Hour, lines: list[bytes], writer: str, seq: int) -> str:
     """Land one file with the streamer's real spool + uploader + S3 sink."""
     from streamer.health import Health
     from streamer.items import Batch
@@ -139,25 +181,20 @@ def _land(bucket, s3_endpoint, hour: Hour, lines: list[bytes], writer: str, seq:
         await Uploader(asyncio.Queue(), sink, spool, ledger, metrics, Health(600), writer_id=writer).upload(spooled)
         await sink.close()
 
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(go(Path(tmp)))
     return landing_key("tweets", hour, writer, seq)
 
 
 def _records(hour: Hour, n: int, start_id: int) -> list[bytes]:
-    from tweetlake.landing import encode_line, tweet_record
-
-    sample = json.loads((REPO / "tests/data/xapi/users_id_tweets/005.json").read_text())
     out = []
     for i in range(n):
-        tweet = dict(sample["data"][i % len(sample["data"])], id=str(start_id + i))
+        tweet = dict(PAGE["data"][i % len(PAGE["data"])], id=str(start_id + i))
         out.append(
             encode_line(
                 tweet_record(
                     tweet,
-                    sample["includes"],
+                    PAGE["includes"],
                     collected_at=hour.start + timedelta(minutes=i % 60),
                     collected_via="poll:users_tweets",
                     account={"id": "1", "username": "x"},
@@ -167,14 +204,16 @@ def _records(hour: Hour, n: int, start_id: int) -> list[bytes]:
     return out
 
 
-def test_past_hours_backfill_dedupe_reject_and_rerun_idempotently(tmp_path, s3_endpoint, bucket, airflow_db, aws_conn):
-    config = _config(tmp_path, bucket, s3_endpoint)
+def test_past_hours_dedupe_reject_rerun_and_late_files(tmp_path, s3_endpoint, bucket, airflow_db, aws_conn, config):
+    from compactor.tables import TWEETS
+    from tests.helpers import ids
+
     now = Hour.of(datetime.now(UTC))
-    first, second = now.shift(-3), now.shift(-2)
+    first, second, third = now.shift(-4), now.shift(-3), now.shift(-2)
     lines_first = _records(first, 30, 1_800_000_000_000_000_000)
     _land(bucket, s3_endpoint, first, lines_first, "w1", 0)
-    # second hour: 20 new tweets, 5 seen in the first hour (cross-hour), 20 landed twice (restart overlap),
-    # a malformed line and a line of the wrong shape
+    # second hour: 20 new tweets, 5 already in the first hour, 20 landed twice (a restart's overlap),
+    # a malformed line, a line of the wrong shape, and a truncated gzip file
     lines_second = _records(second, 20, 1_900_000_000_000_000_000)
     bad = [b'{"v": 1, "tweet": {"id": "12", "te', b'{"v": 1, "tweet": {"id": "not-a-number", "text": "x"}}\n']
     _land(bucket, s3_endpoint, second, [*lines_second, *lines_first[:5], bad[0] + b"\n", bad[1]], "w1", 1)
@@ -184,68 +223,41 @@ def test_past_hours_backfill_dedupe_reject_and_rerun_idempotently(tmp_path, s3_e
         Bucket=bucket,
         Key=f"lake/landing/tweets/{second.partition}/w3-000000000000.ndjson.gz",
         Body=gzip.compress(b"\n".join(lines_second[:3]))[:-20],
-    )  # truncated gzip
-
-    dag = _dag()
-    for hour in (first, second):  # backfill in hour order, grace sensor runs for real
-        assert (
-            dag.test(logical_date=hour.start + timedelta(hours=1), run_conf={"config_path": str(config)}).state
-            == "success"
-        )
-    fs = _tables_fs(s3_endpoint)
-
-    def read(partition: Hour):
-        base = f"{bucket}/lake/tables/tweets/{partition.partition}"
-        return pads.dataset(base, filesystem=fs, format="parquet").to_table()
-
-    assert read(first).num_rows == 30
-    table = read(second)
-    assert sorted(table.column("id").to_pylist()) == sorted(str(1_900_000_000_000_000_000 + i) for i in range(20))
+    )
+    dag = _compaction()
+    for hour in (first, second):
+        assert _run(dag, hour, config).state == "success"
+    lake = _tables(config, s3_endpoint)
+    assert len(ids(lake, TWEETS, first)) == 30
+    assert ids(lake, TWEETS, second) == sorted(str(1_900_000_000_000_000_000 + i) for i in range(20))
     manifest = json.loads(
-        s3.get_object(Bucket=bucket, Key=f"lake/tables/tweets/{second.partition}/_manifest.json")["Body"].read()
+        s3.get_object(Bucket=bucket, Key=f"lake/tables/_manifests/{second.partition}/manifest.json")["Body"].read()
     )
-    assert manifest["valid"] and manifest["rows_out"] == 20
-    assert manifest["duplicates_prior_hours"] == 5
-    assert manifest["duplicates_in_hour"] >= 20
-    assert manifest["rejected"] >= 3
-    assert (
-        manifest["records_in"]
-        == manifest["rows_out"]
-        + manifest["duplicates_in_hour"]
-        + manifest["duplicates_prior_hours"]
-        + manifest["rejected"]
-    )
+    assert manifest["valid"] and manifest["rows_out"] == 20 and manifest["duplicates_other_hours"] == 5
+    assert manifest["duplicates_in_hour"] >= 20 and manifest["rejected"] >= 3
     rejected = [
         json.loads(line)
         for line in s3.get_object(Bucket=bucket, Key=f"lake/tables/_rejected/{second.partition}/rejected.ndjson")[
             "Body"
-        ]
-        .read()
-        .splitlines()
+        ].iter_lines()
     ]
-    reasons = {r["reason"].split(":")[0] for r in rejected}
-    assert {"malformed JSON", "shape"} <= reasons and any(r["reason"].startswith("unreadable gzip") for r in rejected)
-    assert all(r["file"].startswith(f"s3://{bucket}/lake/landing/tweets/") for r in rejected)
     by_line = {(r["file"].rsplit("/", 1)[1], r["line"]): r for r in rejected}
     assert by_line[("w1-000000000001.ndjson.gz", 26)]["reason"].startswith("malformed JSON")
     assert by_line[("w1-000000000001.ndjson.gz", 26)]["raw"] == bad[0].decode()
     assert by_line[("w1-000000000001.ndjson.gz", 27)]["reason"] == "shape: tweet.id is not a numeric id string"
+    assert any(r["reason"].startswith("unreadable gzip") for r in rejected)
 
-    csv_before = s3.get_object(Bucket=bucket, Key=f"lake/tables/csv/tweets/{second.partition}/part-00000.csv")
-    # re-run the hour: exactly the same rows, no extra files, partition replaced
-    run = dag.test(
-        logical_date=second.start + timedelta(hours=1) + timedelta(seconds=1), run_conf={"config_path": str(config)}
-    )
-    assert run.state == "success"
-    again = read(second)
-    assert sorted(again.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
-    keys = [
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"lake/tables/tweets/{second.partition}/")["Contents"]
-    ]
-    # (pyarrow leaves a zero-byte "dir/" marker when it empties a prefix; every reader skips it)
-    assert sorted(k.rsplit("/", 1)[1] for k in keys if not k.endswith("/")) == ["_manifest.json", "part-00000.parquet"]
-    csv_after = s3.get_object(Bucket=bucket, Key=f"lake/tables/csv/tweets/{second.partition}/part-00000.csv")
-    assert csv_before["Body"].read() == csv_after["Body"].read()
+    # a re-run of the hour (a manual run naming it): exactly the same rows
+    csv_key = f"lake/tables/csv/tweets/{second.partition}/part-00000.csv"
+    csv_before = s3.get_object(Bucket=bucket, Key=csv_key)["Body"].read()
+    assert _run(dag, second, config).state == "success"
+    assert ids(lake, TWEETS, second) == sorted(str(1_900_000_000_000_000_000 + i) for i in range(20))
+    assert s3.get_object(Bucket=bucket, Key=csv_key)["Body"].read() == csv_before
+
+    # a late file for the first hour: the next hour's run compacts the first hour again
+    late = _records(first, 7, 1_700_000_000_000_000_000)
+    _land(bucket, s3_endpoint, first, late, "w9", 0)
+    assert _run(dag, third, config).state == "success"
+    assert len(ids(lake, TWEETS, first)) == 37
     staged = s3.list_objects_v2(Bucket=bucket, Prefix="lake/tables/_staging/").get("Contents", [])
     assert [o["Key"] for o in staged if not o["Key"].endswith("/")] == []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tweetlake.landing import valid_writer
+from tweetlake.location import Location
 
 ENV_PREFIX = "TWEETLAKE_"
 
@@ -93,8 +94,24 @@ class ServiceConfig:
 @dataclass(frozen=True)
 class TablesConfig:
     uri: str = ""
-    lookback_hours: int = 24
+    lookback_hours: int = 24  # cross-hour dedupe and late-file checks look this far around an hour
     max_rows_per_file: int = 1_000_000
+    catalog: str = "sql"  # "sql" (embedded SQLite/Postgres) | "glue" (AWS Glue) | "rest" (e.g. S3 Tables)
+    catalog_uri: str = ""  # sql: SQLAlchemy URL (default: see default_catalog_uri); rest: endpoint URL
+    namespace: str = "tweetlake"
+    warehouse: str = ""  # rest: the warehouse (the S3 table bucket ARN for S3 Tables)
+    region: str = ""  # glue / rest signing region (default: landing.region)
+    max_line_bytes: int = 4 * 1024 * 1024  # a landing line longer than this is rejected unread
+    lease_s: float = 1800.0  # one run holds an hour this long at most (renewed while it works)
+    workers: int = 0  # parallel readers; 0 = one per CPU
+    snapshot_retention_hours: int = 168  # maintenance expires older snapshots
+    orphan_age_hours: int = 24  # maintenance deletes unreferenced files older than this
+
+    def default_catalog_uri(self) -> str:
+        """The SQL catalog when none is configured: beside a local lake, else on this host's disk."""
+        if self.uri.startswith("file://"):
+            return f"sqlite:///{Location.parse(self.uri).key('_catalog.db')}"
+        return "sqlite:////var/lib/tweetlake-compactor/catalog.db"
 
 
 @dataclass(frozen=True)
@@ -267,6 +284,37 @@ def _validate(config: Config, problems: list[str]) -> None:
     if config.tables.lookback_hours < 0:
         problems.append("tables.lookback_hours: must be 0 or more")
     positive("tables.max_rows_per_file", config.tables.max_rows_per_file)
+    _validate_tables(config.tables, problems)
+
+
+CATALOGS = ("sql", "glue", "rest")
+
+
+def _validate_tables(tables: TablesConfig, problems: list[str]) -> None:
+    if tables.catalog not in CATALOGS:
+        problems.append(f"tables.catalog: must be one of {', '.join(CATALOGS)} (got {tables.catalog!r})")
+    if tables.catalog == "sql" and tables.catalog_uri and "://" not in tables.catalog_uri:
+        problems.append(
+            f"tables.catalog_uri: must be a SQLAlchemy URL such as sqlite:////path (got {tables.catalog_uri!r})"
+        )
+    if tables.catalog == "sql" and tables.uri.startswith("s3://") and tables.catalog_uri.startswith("s3"):
+        problems.append("tables.catalog_uri: a SQLite catalog cannot live in S3; use a local path, Glue or REST")
+    if tables.catalog == "rest":
+        for key in ("catalog_uri", "warehouse"):
+            if not getattr(tables, key):
+                problems.append(f'tables.{key}: required with catalog = "rest"')
+        if tables.catalog_uri and not tables.catalog_uri.startswith(("http://", "https://")):
+            problems.append("tables.catalog_uri: a REST catalog URL starts with http:// or https://")
+    if not tables.namespace or not all(c.isascii() and (c.isalnum() or c == "_") for c in tables.namespace):
+        problems.append(f"tables.namespace: ASCII letters, digits and '_' (got {tables.namespace!r})")
+    if tables.max_line_bytes < 1024:
+        problems.append("tables.max_line_bytes: must be at least 1024")
+    if tables.lease_s < 60:
+        problems.append("tables.lease_s: must be at least 60")
+    if tables.workers < 0:
+        problems.append("tables.workers: must be 0 (one per CPU) or more")
+    if tables.snapshot_retention_hours < 1 or tables.orphan_age_hours < 1:
+        problems.append("tables.snapshot_retention_hours and tables.orphan_age_hours: must be at least 1")
 
 
 def require(config: Config, *keys: str) -> None:

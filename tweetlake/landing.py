@@ -215,8 +215,17 @@ def encode_line(record: Mapping[str, Any]) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object with a key repeated keeps the first value, as DuckDB's JSON reader does."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
 def decode_line(line: bytes | str) -> Any:
-    return json.loads(line)
+    """One landed line as JSON (a repeated key keeps its first value: one rule for every reader)."""
+    return json.loads(line, object_pairs_hook=_first_wins)
 
 
 # --- the read half ------------------------------------------------------------------------------
@@ -224,6 +233,16 @@ def decode_line(line: bytes | str) -> Any:
 DEFAULT_MAX_LINE_BYTES = 4 << 20
 _PIECE_BYTES = 1 << 20  # decompressed output per step: what is held besides the current lines
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+def int64_array(values: np.ndarray) -> pa.Int64Array:
+    """numpy int64 -> Arrow without ``pa.array``, which imports pandas (2 s here) on first use."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+
+
+def _binary_array(offsets: np.ndarray, data: bytes) -> pa.LargeBinaryArray:
+    return pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 @dataclass(frozen=True)
@@ -317,14 +336,13 @@ class _Splitter:
             yield Unreadable(
                 int(numbers[index]), f"line longer than {self.max_line_bytes} bytes ({lengths[index] - 1} bytes)"
             )
-        lines = pa.LargeBinaryArray.from_buffers(
-            pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
-        )
         if not keep.all():
-            lines = lines.filter(pa.array(keep))
+            starts, stops = offsets[:-1][keep], offsets[1:][keep]
+            data = b"".join(data[a:b] for a, b in zip(starts.tolist(), stops.tolist(), strict=True))
+            offsets = np.concatenate(([0], np.cumsum(stops - starts))).astype(np.int64)
             numbers = numbers[keep]
-        if len(lines):
-            yield LineChunk(pa.array(numbers, pa.int64()), lines)
+        if len(numbers):
+            yield LineChunk(int64_array(numbers), _binary_array(offsets, data))
 
 
 def read_landed(

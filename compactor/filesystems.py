@@ -1,14 +1,17 @@
-"""pyarrow filesystems for the landing zone and the tables, from a URI and S3 settings."""
+"""The compactor's storage edge: pyarrow filesystems, listing, moves, and the lease store, from config."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from compactor.lease import LeaseStore, LocalLeaseStore, S3LeaseStore
 from tweetlake.config import Config
-from tweetlake.storage import Location
+from tweetlake.location import Location
 
 
 @dataclass(frozen=True)
@@ -28,15 +31,43 @@ class Storage:
     fs: pafs.FileSystem
     landing: Location
     tables: Location
+    s3: S3Settings | None  # None for a local lake
 
     @classmethod
     def from_config(cls, config: Config, s3: S3Settings | None = None) -> Storage:
-        s3 = s3 or S3Settings(endpoint_url=config.landing.endpoint_url, region=config.landing.region)
+        """Both locations on one kind of storage (``require_same_scheme`` is checked by the caller's config)."""
         landing = Location.parse(config.landing.uri)
         tables = Location.parse(config.tables.uri)
-        if landing.scheme != tables.scheme:
-            raise ValueError("landing.uri and tables.uri must both be s3:// or both file://")
-        return cls(filesystem(landing.scheme, s3), landing, tables)
+        if landing.scheme == "s3":
+            s3 = s3 or S3Settings(endpoint_url=config.landing.endpoint_url, region=config.landing.region)
+            return cls(filesystem("s3", s3), landing, tables, s3)
+        return cls(pafs.LocalFileSystem(), landing, tables, None)
+
+    def path(self, uri: str) -> str:
+        """A ``file://`` or ``s3://`` URI as this filesystem's path."""
+        return uri.removeprefix("file://") if uri.startswith("file://") else uri.removeprefix("s3://")
+
+    def lease_store(self) -> LeaseStore:
+        if self.s3 is None:
+            return LocalLeaseStore(Path(self.tables.key("")))
+        return S3LeaseStore(s3_client(self.s3), self.tables.bucket)
+
+    def lease_key(self, relative: str) -> str:
+        return self.tables.key(relative) if self.s3 is not None else relative
+
+
+def s3_client(s3: S3Settings) -> Any:
+    """A botocore S3 client for what pyarrow cannot do (conditional writes)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint_url or None,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        aws_session_token=s3.session_token,
+    )
 
 
 def filesystem(scheme: str, s3: S3Settings) -> pafs.FileSystem:
@@ -62,6 +93,12 @@ def list_files(fs: pafs.FileSystem, directory: str) -> list[pafs.FileInfo]:
 def delete_files(fs: pafs.FileSystem, directory: str) -> None:
     for info in list_files(fs, directory):
         fs.delete_file(info.path)
+
+
+def delete_tree(fs: pafs.FileSystem, directory: str) -> None:
+    fs.delete_dir_contents(directory, missing_dir_ok=True)
+    if isinstance(fs, pafs.LocalFileSystem) and fs.get_file_info(directory).type == pafs.FileType.Directory:
+        fs.delete_dir(directory)  # S3 has no real directories
 
 
 def open_output(fs: pafs.FileSystem, path: str) -> pafs.NativeFile:

@@ -21,13 +21,14 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from compactor.storage import Storage
+from compactor.filesystems import Storage
+from compactor.lake import Lake
+from compactor.manifest import read_manifest
+from compactor.tables import TWEETS, USERS
 from tweetlake.config import load_config
 from tweetlake.landing import Hour
 
@@ -36,7 +37,6 @@ WORK = Path(os.environ.get("TWEETLAKE_DEMO_DIR", REPO / ".demo")).resolve()
 S3_ENDPOINT = os.environ.get("TWEETLAKE_DEMO_S3_ENDPOINT", "")
 BUCKET = os.environ.get("TWEETLAKE_DEMO_BUCKET", "tweetlake-demo")
 ACCOUNTS = ["XDevelopers", "NASA", "tweetlake_demo", "ESA", "DataEngineer"]
-GRACE = timedelta(minutes=10)
 
 
 def say(text: str) -> None:
@@ -98,6 +98,7 @@ dir = "{WORK}/state"
 port = 0
 [tables]
 uri = "{lake_uri()}/tables"
+catalog_uri = "sqlite:///{WORK}/catalog.db"
 """)
     return config
 
@@ -173,23 +174,10 @@ def run_dag(config: Path, hours: list[Hour]) -> None:
         subprocess.run(
             [*airflow, "db", "migrate"], env={**os.environ, **env}, stdout=handle, stderr=handle, check=True, cwd=REPO
         )
-    now = datetime.now(UTC)
     for hour in hours:
-        logical = hour.start + timedelta(hours=1)
-        args = [
-            *airflow,
-            "dags",
-            "test",
-            "tweetlake_compaction",
-            logical.isoformat(),
-            "--conf",
-            json.dumps({"config_path": str(config)}),
-        ]
-        note = ""
-        if logical + GRACE > now:  # the hour is still open: do not sit out the grace period
-            args += ["--mark-success-pattern", "wait_for_late_files"]
-            note = " (hour still open: grace wait skipped)"
-        say(f"airflow dags test tweetlake_compaction {logical.isoformat()}{note}")
+        conf = {"config_path": str(config), "hour": str(hour), "grace_minutes": 0}  # the demo does not wait
+        args = [*airflow, "dags", "test", "tweetlake_compaction", "--conf", json.dumps(conf)]
+        say(f"airflow dags test tweetlake_compaction --conf '{json.dumps(conf)}'")
         with open(log, "ab") as handle:
             result = subprocess.run(args, env={**os.environ, **env}, stdout=handle, stderr=handle, cwd=REPO)
         if result.returncode != 0:
@@ -200,24 +188,14 @@ def bar(n: int, most: int, width: int = 40) -> str:
     return "█" * max(1 if n else 0, round(width * n / most)) if most else ""
 
 
-def summary(config: Path) -> None:
+def summary(config: Path, hours: list[Hour]) -> None:
     store = storage(config)
+    lake = Lake.from_config(load_config(config))
     lines, files = landed(store)
     errors, error_files = landed(store, "errors")
     per_account = Counter(line["account"]["username"] for line in lines)
-    tables = store.tables.uri()
-
-    def dataset(name: str) -> pads.Dataset:
-        return pads.dataset(store.tables.arrow_path(name), filesystem=store.fs, format="parquet", partitioning="hive")
-
-    tweets, users = dataset("tweets").to_table(), dataset("users").to_table()
-    selector = pafs.FileSelector(store.tables.arrow_path("tweets"), recursive=True)
-    manifests = []
-    for info in store.fs.get_file_info(selector):
-        if info.path.endswith("/_manifest.json"):
-            with store.fs.open_input_stream(info.path) as handle:
-                manifests.append(json.loads(handle.read()))
-    rows = sum(m["rows_out"] for m in manifests)
+    tweets, users = lake.table(TWEETS).scan().to_arrow(), lake.table(USERS).scan().to_arrow()
+    manifests = [m for m in (read_manifest(store, hour) for hour in hours) if m]
     print()
     print("tweetlake demo summary")
     print("=" * 60)
@@ -228,25 +206,30 @@ def summary(config: Path) -> None:
     most = max(per_account.values(), default=0)
     for account, count in per_account.most_common():
         print(f"    {account:<16}{count:>6}  {bar(count, most, 30)}")
-    print(f"tables         {tables}")
-    print(f"  tweets rows  {tweets.num_rows} (manifests: {rows}), users rows {users.num_rows}")
+    print(f"tables         {store.tables.uri()}  (Iceberg: {lake.namespace}.tweets, {lake.namespace}.users)")
+    published = sum(m["rows_out"] for m in manifests)
+    print(f"  tweets rows  {tweets.num_rows} (manifests: {published}), users rows {users.num_rows}")
     print(
-        f"  duplicates dropped {sum(m['duplicates_in_hour'] + m['duplicates_prior_hours'] for m in manifests)}"
+        f"  duplicates dropped {sum(m['duplicates_in_hour'] + m['duplicates_other_hours'] for m in manifests)}"
         f"    rejected lines {sum(m['rejected'] for m in manifests)}"
     )
-    print(f"  parquet      {tables}/tweets/dt=*/hour=*/part-*.parquet")
-    print(f"  csv          {tables}/csv/tweets/dt=*/hour=*/part-*.csv")
+    print(f"  snapshots    tweets {[m['snapshots']['tweets'] for m in manifests]}")
+    print(f"  csv          {store.tables.uri()}/csv/tweets/dt=*/hour=*/part-*.csv")
     print("tweets per hour and account (by collection hour):")
-    frame = tweets.select(["collected_for", "hour", "dt"]).to_pandas()
-    counts = frame.groupby(["dt", "hour", "collected_for"]).size()
-    most = int(counts.max()) if len(counts) else 0
-    for (dt, hour, account), count in counts.items():
-        print(f"  {dt} {int(hour):02d}:00  {account:<16}{count:>6}  {bar(int(count), most)}")
-    print("query it:" + ("  (point DuckDB's s3_endpoint setting at the custom endpoint first)" if S3_ENDPOINT else ""))
-    where = tables.removeprefix("file://")
+    counts = Counter(
+        (Hour.of(at).partition, account)
+        for at, account in zip(
+            tweets.column("collected_at").to_pylist(), tweets.column("collected_for").to_pylist(), strict=True
+        )
+    )
+    most = max(counts.values(), default=0)
+    for (partition, account), count in sorted(counts.items()):
+        print(f"  {partition}  {account:<16}{count:>6}  {bar(count, most)}")
+    metadata = lake.table(TWEETS).metadata_location
+    print("query it (DuckDB's iceberg extension, in the reader environment):")
     print(
-        f'  .venv/bin/python -c "import duckdb; print(duckdb.sql(\\"select author_username, count(*) from '
-        f"read_parquet('{where}/tweets/*/*/*.parquet', hive_partitioning=true) group by 1 order by 2 desc\\\"))\""
+        f"  .venv-reader/bin/python readers/duckdb_iceberg.py {metadata} "
+        '"select author_username, count(*) from tweets group by 1 order by 2 desc"'
     )
     print(f"logs: {WORK / 'streamer.log'} (JSON lines; try: jq -c 'select(.event==\"batch_uploaded\")')")
 
@@ -302,7 +285,7 @@ def main() -> int:
         )
         hours = sorted({Hour.parse(line["collected_at"]) for line in lines})
         run_dag(config, hours)
-        summary(config)
+        summary(config, hours)
         return 0
     finally:
         procs.stop_all()

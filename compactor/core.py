@@ -1,0 +1,145 @@
+"""The pure core of one hour's compaction: fed rows in landing order, it decides what the hour holds.
+
+No I/O: the caller reads landed files, flattens them (``compactor.engine`` / ``compactor.flatten``)
+and feeds the rows here in file and line order; what comes back is what to write. The core keeps
+only what an hour needs: the ids seen (for "the first occurrence wins") and, per author, the
+latest profile snapshot; the counts add up to the records read (``Counts.balanced``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from compactor import schema
+
+_ORDER = "__order"
+
+
+@dataclass
+class Counts:
+    records_in: int = 0
+    rows_out: int = 0
+    duplicates_in_hour: int = 0
+    duplicates_other_hours: int = 0
+    rejected: int = 0
+    rejected_reasons: Counter[str] = field(default_factory=Counter)
+    users_out: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        accounted = self.rows_out + self.duplicates_in_hour + self.duplicates_other_hours + self.rejected
+        return self.records_in == accounted
+
+
+class IdSet:
+    """Tweet ids seen so far, as integers where the id is canonical (the rest, rare, as strings)."""
+
+    def __init__(self) -> None:
+        self._ints: set[int] = set()
+        self._strings: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._ints) + len(self._strings)
+
+    def add_new(self, ids: pa.Array) -> np.ndarray:
+        """Add ``ids`` in order; the mask of those seen for the first time (repeats in ``ids`` too)."""
+        ints, canonical = canonical_ints(ids)
+        strings = ids.to_pylist() if not canonical.all() else None
+        fresh = np.zeros(len(ids), dtype=bool)
+        for index, (number, is_int) in enumerate(zip(ints.tolist(), canonical.tolist(), strict=True)):
+            seen, key = (self._ints, number) if is_int else (self._strings, strings[index])  # type: ignore[index]
+            if key not in seen:
+                seen.add(key)
+                fresh[index] = True
+        return fresh
+
+    def __contains__(self, tweet_id: str) -> bool:
+        ints, canonical = canonical_ints(pa.array([tweet_id], pa.string()))
+        return int(ints[0]) in self._ints if canonical[0] else tweet_id in self._strings
+
+    def found_in(self, ids: pa.Array) -> list[str]:
+        """The ids of ``ids`` that are in this set (a scan of other hours' ids, batch by batch)."""
+        ints, canonical = canonical_ints(ids)
+        mine = np.fromiter(self._ints, dtype=np.uint64, count=len(self._ints))
+        hit = canonical & np.isin(ints, mine)
+        if not canonical.all():
+            strings = ids.to_pylist()
+            hit |= np.array([not c and s in self._strings for c, s in zip(canonical, strings, strict=True)])
+        return [ids[int(i)].as_py() for i in np.flatnonzero(hit)]
+
+
+def canonical_ints(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 values, mask of ids that are canonical: 1-19 digits, no leading zero) of id strings."""
+    lengths = pc.utf8_length(ids).to_numpy(zero_copy_only=False)
+    first = pc.utf8_slice_codeunits(ids, 0, 1)
+    canonical = (
+        (lengths >= 1) & (lengths <= 19) & ~(pc.equal(first, "0").to_numpy(zero_copy_only=False) & (lengths > 1))
+    )
+    values = np.zeros(len(ids), dtype=np.uint64)
+    if canonical.any():
+        picked = pc.filter(ids, pa.array(canonical))
+        values[canonical] = pc.cast(picked, pa.uint64()).to_numpy(zero_copy_only=False)
+    return values, canonical
+
+
+class HourCompaction:
+    """Dedupe by tweet id (first occurrence in landing order wins) and latest author snapshots."""
+
+    def __init__(self) -> None:
+        self.counts = Counts()
+        self.ids = IdSet()
+        self._users: pa.Table | None = None
+        self._user_rows = 0
+
+    def records_read(self, count: int) -> None:
+        self.counts.records_in += count
+
+    def reject(self, reason: str) -> None:
+        self.counts.rejected += 1
+        self.counts.rejected_reasons[reason.split(":")[0]] += 1
+
+    def take_tweets(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The rows of ``batch`` whose id the hour has not seen yet."""
+        fresh = self.ids.add_new(batch.column("id"))
+        kept = int(fresh.sum())
+        self.counts.duplicates_in_hour += batch.num_rows - kept
+        self.counts.rows_out += kept
+        return batch if kept == batch.num_rows else batch.filter(pa.array(fresh))
+
+    def take_users(self, batch: pa.RecordBatch) -> None:
+        """Author rows in landing order: per user the latest ``collected_at`` wins (a tie: the later row)."""
+        if not batch.num_rows:
+            return
+        order = np.arange(self._user_rows, self._user_rows + batch.num_rows, dtype=np.int64)
+        self._user_rows += batch.num_rows
+        table = pa.Table.from_batches([batch]).append_column(_ORDER, pa.array(order))
+        combined = table if self._users is None else pa.concat_tables([self._users, table])
+        self._users = _latest_per_id(combined)
+
+    def drop_other_hours(self, ids: list[str]) -> None:
+        """Ids found published in other hours: counted as duplicates; the caller filters its files."""
+        self.counts.duplicates_other_hours += len(ids)
+        self.counts.rows_out -= len(ids)
+
+    def users(self) -> pa.Table:
+        """One row per author, by id."""
+        if self._users is None:
+            return schema.USERS.empty_table()
+        users = self._users.drop_columns([_ORDER]).sort_by("id")
+        self.counts.users_out = users.num_rows
+        return users
+
+
+def _latest_per_id(table: pa.Table) -> pa.Table:
+    ordered = table.sort_by([("id", "ascending"), ("collected_at", "ascending"), (_ORDER, "ascending")])
+    ids = ordered.column("id").combine_chunks()
+    if len(ids) < 2:
+        return ordered
+    last = pc.not_equal(ids.slice(0, len(ids) - 1), ids.slice(1)).to_numpy(zero_copy_only=False)
+    keep = np.append(last, True)
+    return ordered.filter(pa.array(keep))

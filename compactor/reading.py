@@ -1,0 +1,136 @@
+"""Landed files read and flattened in parallel, handed on file by file in landing order.
+
+Files are dealt round-robin to ``workers`` streams. Each stream is one flattening query
+(``Engine.flatten``) fed by a generator that reads its files (zlib-ng, streamed); a worker thread
+pulls the query's result batches into a small queue. The caller takes file 0 from stream 0, file
+1 from stream 1, and so on, so the core sees the landing order while every core of the machine
+parses. Memory holds a few batches per stream, whatever the size of the hour.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from compactor.engine import INPUT, Engine, Flattened
+from tweetlake.landing import Unreadable, read_landed
+
+_END = object()
+# Lines handed to DuckDB per input batch: DuckDB holds several input batches and what it derives
+# from them, so memory per stream grows with this (1 MB: ~150 MB per stream, 8 MB: ~300 MB; below 2 MB it gets slower).
+CHUNK_BYTES = 2 << 20
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    """The file could not be opened or read at all."""
+
+    reason: str
+
+
+Item = Flattened | Unreadable | FileFailed
+
+
+@dataclass
+class _Stream:
+    """One worker's files, its query's results, and what its reader found that is not a line."""
+
+    files: list[int]
+    results: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=1))
+    other: dict[int, list[Unreadable | FileFailed]] = field(default_factory=lambda: defaultdict(list))
+    head: Flattened | None = None
+    ended: bool = False
+
+
+def read_flattened(
+    fs: pafs.FileSystem, paths: list[str], *, workers: int, max_line_bytes: int
+) -> Iterator[tuple[int, Item]]:
+    """(index into ``paths``, item) for every batch of rows, unreadable part or failure, in file order."""
+    count = max(1, min(workers, len(paths)))
+    streams = [_Stream(list(range(w, len(paths), count))) for w in range(count)]
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_work, args=(fs, paths, s, max_line_bytes, stop), name=f"flatten-{n}", daemon=True)
+        for n, s in enumerate(streams)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for index in range(len(paths)):
+            stream = streams[index % count]
+            yield from ((index, part) for part in _take_file(stream, index))
+    finally:
+        stop.set()
+        for stream in streams:  # unblock a worker waiting on a full queue
+            while not stream.results.empty():
+                stream.results.get_nowait()
+        for thread in threads:
+            thread.join()
+
+
+def _take_file(stream: _Stream, index: int) -> Iterator[Item]:
+    """The result batches of file ``index``, then what its reader could not read.
+
+    A stream's batches hold its files in order: once a batch reaches a later file (or the stream
+    ends), the file's rows and its reader's findings are complete.
+    """
+    while True:
+        if stream.head is None:
+            if stream.ended:
+                break
+            item = stream.results.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is _END:
+                stream.ended = True
+                break
+            stream.head = item  # type: ignore[assignment]
+        files = stream.head.files
+        if index in files:
+            yield stream.head.of_file(index)
+        if files and max(files) > index:
+            break  # the rest belongs to later files: kept for them
+        stream.head = None
+    yield from stream.other.pop(index, [])
+
+
+def _work(fs: pafs.FileSystem, paths: list[str], stream: _Stream, max_line_bytes: int, stop: threading.Event) -> None:
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                stream.results.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def lines() -> Iterator[pa.RecordBatch]:
+        for index in stream.files:
+            if stop.is_set():
+                return
+            try:
+                with fs.open_input_stream(paths[index], compression=None) as handle:
+                    for part in read_landed(handle, max_line_bytes=max_line_bytes, chunk_bytes=CHUNK_BYTES):
+                        if isinstance(part, Unreadable):
+                            stream.other[index].append(part)
+                        else:
+                            files = pa.Array.from_buffers(
+                                pa.int32(), len(part), [None, pa.py_buffer(np.full(len(part), index, np.int32))]
+                            )
+                            yield pa.RecordBatch.from_arrays([files, part.numbers, part.lines], schema=INPUT)
+            except OSError as exc:
+                stream.other[index].append(FileFailed(f"unreadable file: {exc}"))
+
+    try:
+        engine = Engine()
+        for batch in engine.flatten(pa.RecordBatchReader.from_batches(INPUT, lines())):
+            put(batch)
+    except BaseException as exc:  # handed to the caller, who raises it
+        put(exc)
+    put(_END)

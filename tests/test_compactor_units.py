@@ -1,0 +1,122 @@
+"""The compactor's small parts alone: the hour core, the lease, the CSV cell encoding."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compactor import csvfiles, schema
+from compactor.core import HourCompaction, IdSet
+from compactor.lease import HourLeased, Lease, LeaseLost, LocalLeaseStore, S3LeaseStore
+
+T0 = datetime(2026, 11, 25, 10, tzinfo=UTC)
+
+
+def _tweets(*ids: str) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([{"id": i, "collected_at": T0} for i in ids], schema=schema.TWEETS)
+
+
+def _users(*rows: tuple[str, int, str]) -> pa.RecordBatch:
+    """(id, minutes after T0, name) per author row."""
+    return pa.RecordBatch.from_pylist(
+        [{"id": i, "collected_at": T0 + timedelta(minutes=m), "name": n} for i, m, n in rows], schema=schema.USERS
+    )
+
+
+def test_the_first_occurrence_of_an_id_wins_within_and_across_batches():
+    core = HourCompaction()
+    first = core.take_tweets(_tweets("5", "7", "5"))
+    second = core.take_tweets(_tweets("7", "9"))
+    assert first.column("id").to_pylist() == ["5", "7"] and second.column("id").to_pylist() == ["9"]
+    assert (core.counts.rows_out, core.counts.duplicates_in_hour) == (3, 2)
+
+
+def test_ids_that_are_not_canonical_numbers_are_kept_apart_from_their_numeric_look_alikes():
+    seen = IdSet()
+    fresh = seen.add_new(pa.array(["12", "012", "12345678901234567890123", "012"]))
+    assert fresh.tolist() == [True, True, True, False]
+    assert seen.found_in(pa.array(["012", "12", "13", "12345678901234567890123"])) == [
+        "012",
+        "12",
+        "12345678901234567890123",
+    ]
+
+
+def test_each_author_keeps_its_latest_snapshot_and_a_tie_goes_to_the_later_row():
+    core = HourCompaction()
+    core.take_users(_users(("1", 5, "old"), ("2", 1, "b")))
+    core.take_users(_users(("1", 30, "new"), ("1", 30, "newer"), ("2", 0, "stale")))
+    users = core.users()
+    assert [(r["id"], r["name"]) for r in users.to_pylist()] == [("1", "newer"), ("2", "b")]
+    assert users.schema.names == schema.USERS.names and core.counts.users_out == 2
+
+
+def test_the_counts_balance_only_when_every_record_is_accounted_for():
+    core = HourCompaction()
+    core.records_read(4)
+    core.take_tweets(_tweets("1", "1"))
+    core.reject("shape: tweet.id is not a numeric id string")
+    assert not core.counts.balanced
+    core.drop_other_hours([])
+    core.reject("malformed JSON: Expecting value")
+    assert core.counts.balanced and core.counts.rejected_reasons == {"shape": 1, "malformed JSON": 1}
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path, s3, bucket):
+    """The local lake's flock'd store and the S3 store (conditional writes) against moto."""
+    return LocalLeaseStore(tmp_path) if request.param == "local" else S3LeaseStore(s3, bucket)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_held_hour_is_refused_to_a_second_run_naming_the_holder(store):
+    with (
+        Lease(store, "_leases/h.json", run_id="first", term_s=600),
+        pytest.raises(HourLeased, match="is being compacted by run first"),
+    ):
+        Lease(store, "_leases/h.json", run_id="second", term_s=600).acquire()
+    with Lease(store, "_leases/h.json", run_id="third", term_s=600):  # released: free again
+        pass
+
+
+def test_an_expired_lease_is_taken_over_and_its_holder_cannot_publish(store):
+    clock = Clock()
+    dead = Lease(store, "_leases/h.json", run_id="dead", term_s=60, clock=clock)
+    dead.acquire()
+    clock.now += 120
+    taker = Lease(store, "_leases/h.json", run_id="alive", term_s=60, clock=clock)
+    taker.acquire()
+    with pytest.raises(LeaseLost):
+        dead.check()
+    taker.check()
+    dead.release()  # must not delete the new holder's lease
+    with pytest.raises(HourLeased, match="run alive"):
+        Lease(store, "_leases/h.json", run_id="third", term_s=60, clock=clock).acquire()
+    taker.release()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=8), max_size=4) | st.none(), min_size=1, max_size=6))
+def test_a_csv_list_cell_is_exactly_what_json_dumps_writes(values):
+    batch = pa.RecordBatch.from_arrays([pa.array(values, pa.list_(pa.string()))], names=["hashtags"])
+    cells = csvfiles.encode(batch).column("hashtags").to_pylist()
+    assert cells == [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+
+
+def test_number_lists_are_json_arrays_that_read_back_to_the_same_doubles():
+    values = [[13.088304, 52.338079, 0.1 + 0.2, 1e20], None, []]
+    batch = pa.RecordBatch.from_arrays([pa.array(values, pa.list_(pa.float64()))], names=["place_bbox"])
+    cells = csvfiles.encode(batch).column("place_bbox").to_pylist()
+    assert [None if c is None else json.loads(c) for c in cells] == values

@@ -1,0 +1,184 @@
+"""The vectorized engine computes exactly the reference's rows, or hands the line to the reference."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compactor import schema
+from compactor.engine import INPUT, Engine
+from compactor.flatten import Rejected, flatten_tweet, flatten_users
+from tweetlake.landing import decode_line, encode_line, tweet_record
+
+DATA = Path(__file__).parent / "data" / "xapi"
+AT = datetime(2026, 11, 25, 10, 15, tzinfo=UTC)
+
+
+def _recorded_records() -> list[dict[str, Any]]:
+    """Every tweet in the recorded X API answers, as the streamer lands it (stream lines keep their rules)."""
+    records = []
+    for path in sorted(DATA.glob("*/*.json")):
+        if path.name.endswith(".meta.json"):
+            continue
+        payload = json.loads(path.read_text())
+        tweets = payload["data"] if isinstance(payload["data"], list) else [payload["data"]]
+        stream = "search_stream" in path.parent.name
+        for tweet in tweets:
+            record = tweet_record(
+                tweet,
+                payload.get("includes", {}),
+                collected_at=AT,
+                collected_via="stream:filtered" if stream else "poll:users_tweets",
+                account={"id": "1", "username": "followed"},
+                matching_rules=payload.get("matching_rules") if stream else None,
+            )
+            records.append(json.loads(encode_line(record)))
+    return records
+
+
+RECORDED = _recorded_records()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+def _reference(line: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]] | str:
+    """The reference's row and author rows for a line, normalised through Arrow, or its rejection reason."""
+    try:
+        record = decode_line(line)
+        row, users = flatten_tweet(record), flatten_users(record)
+    except Rejected as exc:
+        return str(exc)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    return (
+        pa.RecordBatch.from_pylist([row], schema=schema.TWEETS).to_pylist()[0],
+        pa.RecordBatch.from_pylist(users, schema=schema.USERS).to_pylist(),
+    )
+
+
+def _flatten(engine: Engine, lines: list[bytes]) -> tuple[dict[int, dict], dict[int, list[dict]], dict[int, bytes]]:
+    """Lines 0..n-1 of one file through the engine: rows and author rows by line, and the lines it left."""
+    batch = pa.RecordBatch.from_arrays(
+        [
+            pa.array([0] * len(lines), pa.int32()),
+            pa.array(range(len(lines)), pa.int64()),
+            pa.array(lines, pa.large_binary()),
+        ],
+        schema=INPUT,
+    )
+    rows: dict[int, dict] = {}
+    users: dict[int, list[dict]] = {}
+    slow: dict[int, bytes] = {}
+    for flat in engine.flatten(pa.RecordBatchReader.from_batches(INPUT, [batch])):
+        rows.update(zip(flat.tweet_numbers.tolist(), flat.tweets.to_pylist(), strict=True))
+        for number, user in zip(flat.user_numbers.tolist(), flat.users.to_pylist(), strict=True):
+            users.setdefault(number, []).append(user)
+        slow.update((number, raw) for _, number, raw in flat.slow)
+    return rows, users, slow
+
+
+def _compare(engine: Engine, lines: list[bytes]) -> int:
+    """Assert the engine agrees with the reference on every line; returns how many it took itself."""
+    rows, users, slow = _flatten(engine, lines)
+    assert sorted([*rows, *slow]) == list(range(len(lines)))
+    assert all(slow[number] == lines[number] for number in slow)
+    for index, line in enumerate(lines):
+        if index in slow:
+            continue
+        expected = _reference(line)
+        assert not isinstance(expected, str), f"the engine took a line the reference rejects ({expected}): {line!r}"
+        assert rows[index] == expected[0], line
+        assert users.get(index, []) == expected[1], line
+    return len(rows)
+
+
+def test_every_recorded_tweet_takes_the_fast_path_with_the_reference_values(engine):
+    lines = [encode_line(r) for r in RECORDED]
+    assert _compare(engine, lines) == len(lines) > 250
+
+
+def test_a_line_that_is_not_json_or_not_utf8_goes_to_the_reference(engine):
+    good = encode_line(RECORDED[0])
+    rows, _, slow = _flatten(engine, [good, b"{broken\n", b'{"v":1,"tweet":{"text":"\xff"}}\n', good])
+    assert sorted(slow) == [1, 2] and sorted(rows) == [0, 3]
+
+
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    st.sampled_from(
+        [
+            "5",
+            " 7 ",
+            "--5",
+            "\u00b2",
+            "2026-11-25T10:00:00Z",
+            "2026-11-25T10:00:00.123456+05:30",
+            "0001-01-01T00:00:00+05:00",
+            "2026-02-30T00:00:00Z",
+            "12345678901234567890",
+            "",
+            "true",
+            "null",
+            '\\"',
+            "é\u0001/\u2028",
+            "1e5",
+            "\ud800",
+        ]
+    ),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a value inside a record (dict keys and list indexes)."""
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(_paths(item, (*prefix, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_paths(item, (*prefix, index)))
+    return found
+
+
+@st.composite
+def mutated_records(draw: st.DrawFn) -> dict[str, Any]:
+    """A recorded record with one to three values replaced by arbitrary JSON (or a key removed)."""
+    record = copy.deepcopy(draw(st.sampled_from(RECORDED)))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(record)
+        path = draw(st.sampled_from(paths))
+        parent = record
+        for key in path[:-1]:
+            parent = parent[key]
+        if draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = draw(json_leaf)
+    return record
+
+
+def _line(record: Any) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass") + b"\n"
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(mutated_records(), min_size=1, max_size=12))
+def test_on_mutated_records_the_engine_agrees_with_the_reference_or_defers_to_it(engine, records):
+    _compare(engine, [_line(r) for r in records])
