@@ -39,8 +39,8 @@ test-soak: env
 lint: env
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-demo: env
-	$(PY) -m demo
+demo: env  ## MODE=poll runs the demo in poll mode (default: stream)
+	$(PY) -m demo --mode $(or $(MODE),stream)
 
 bench: env
 	$(PY) bench/compaction.py

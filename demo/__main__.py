@@ -1,8 +1,11 @@
 """``make demo``: the whole chain on this machine, no credentials, no network.
 
-simulator -> streamer (with a kill -9 and restart midway) -> landing zone -> the real Airflow
-DAG (``airflow dags test`` on SQLite) for every collected hour -> Parquet/CSV tables -> a
-summary. Every process it starts is stopped before it returns, also on Ctrl-C or failure.
+simulator -> streamer (stream mode; a forced disconnect and a kill -9 midway) -> landing zone ->
+the real Airflow DAG (``airflow dags test`` on SQLite) for every collected hour -> Parquet/CSV
+tables -> a summary with how each tweet was collected and how fast it landed. Every process it
+starts is stopped before it returns, also on Ctrl-C or failure.
+
+Poll mode instead: ``python -m demo --mode poll`` (``make demo MODE=poll``).
 
 The lake is a local ``file://`` directory unless ``TWEETLAKE_DEMO_S3_ENDPOINT`` names an S3
 endpoint (MinIO, LocalStack, moto): then it is ``s3://$TWEETLAKE_DEMO_BUCKET/demo`` there, with
@@ -11,16 +14,18 @@ the usual AWS_* credentials from the environment, and the DAG gets them through 
 
 from __future__ import annotations
 
-import gzip
+import argparse
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -30,7 +35,7 @@ from compactor.lake import Lake
 from compactor.manifest import read_manifest
 from compactor.tables import TWEETS, USERS
 from tweetlake.config import load_config
-from tweetlake.landing import Hour
+from tweetlake.landing import Hour, Unreadable, iter_records, parse_time
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TWEETLAKE_DEMO_DIR", REPO / ".demo")).resolve()
@@ -77,12 +82,13 @@ def storage(config: Path) -> Storage:
     return Storage.from_config(load_config(config))
 
 
-def write_config(sim_url: str) -> Path:
+def write_config(sim_url: str, mode: str) -> Path:
     config = WORK / "tweetlake.toml"
     config.write_text(f"""# written by make demo
 [x_api]
 base_url = "{sim_url}"
 [collect]
+mode = "{mode}"
 users = {json.dumps(ACCOUNTS)}
 poll_interval_s = 1
 writer_id = "demo"
@@ -103,17 +109,22 @@ catalog_uri = "sqlite:///{WORK}/catalog.db"
     return config
 
 
-def landed(store: Storage, stream: str = "tweets") -> tuple[list[dict], int]:
+def landed(store: Storage, stream: str = "tweets") -> tuple[list[tuple[dict, datetime]], int]:
+    """Every landed record of ``stream`` with the time its file landed, and the number of files."""
     selector = pafs.FileSelector(store.landing.arrow_path(stream), allow_not_found=True, recursive=True)
-    files = sorted(i.path for i in store.fs.get_file_info(selector) if i.path.endswith(".ndjson.gz"))
-    lines = []
-    for path in files:
-        with store.fs.open_input_stream(path, compression=None) as handle:
-            lines.extend(json.loads(line) for line in gzip.decompress(handle.read()).splitlines())
-    return lines, len(files)
+    files = sorted((i for i in store.fs.get_file_info(selector) if i.path.endswith(".ndjson.gz")), key=lambda i: i.path)
+    records = []
+    for info in files:
+        with store.fs.open_input_stream(info.path, compression=None) as handle:
+            for item in iter_records(handle):
+                if not isinstance(item, Unreadable):
+                    records.append((item[1], info.mtime))
+    return records, len(files)
 
 
-def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool, sim_url: str = "") -> int | None:
+def run_streamer(
+    procs: Processes, config: Path, seconds: float, *, sim_url: str, kill: bool, disconnect: bool = False
+) -> int | None:
     env = {"X_BEARER_TOKEN": "demo-token-not-a-secret"}
     proc = procs.start(
         [sys.executable, "-m", "streamer", "run", "--config", str(config), "--log-format", "json"],
@@ -121,7 +132,11 @@ def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool, 
         env=env,
         stdout=None,
     )
-    time.sleep(seconds)
+    time.sleep(seconds / 2)
+    if disconnect:
+        say("the simulator drops the stream; tweets posted until the streamer is back are recovered from timelines")
+        post(f"{sim_url}/_sim/stream", {"do": "disconnect", "connect": ["503"]})
+    time.sleep(seconds / 2)
     if kill:
         proc.kill()
         proc.wait()
@@ -130,7 +145,7 @@ def run_streamer(procs: Processes, config: Path, seconds: float, *, kill: bool, 
     post(f"{sim_url}/_sim/pause", {"paused": True})
     store = storage(config)
     deadline = time.time() + 60
-    while time.time() < deadline and not served_ids(sim_url) <= {line["tweet"]["id"] for line in landed(store)[0]}:
+    while time.time() < deadline and not served_ids(sim_url) <= {r["tweet"]["id"] for r, _ in landed(store)[0]}:
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     return proc.wait(60)
@@ -188,10 +203,20 @@ def bar(n: int, most: int, width: int = 40) -> str:
     return "█" * max(1 if n else 0, round(width * n / most)) if most else ""
 
 
+def latencies(records: list[tuple[dict, datetime]]) -> dict[str, list[float]]:
+    """Seconds from each tweet's ``created_at`` to its file landing, by ``collected_via``."""
+    out: dict[str, list[float]] = {}
+    for record, landed_at in records:
+        created = parse_time(record["tweet"]["created_at"])
+        out.setdefault(record["collected_via"], []).append(max(0.0, (landed_at - created).total_seconds()))
+    return out
+
+
 def summary(config: Path, hours: list[Hour]) -> None:
     store = storage(config)
     lake = Lake.from_config(load_config(config))
-    lines, files = landed(store)
+    records, files = landed(store)
+    lines = [record for record, _ in records]
     errors, error_files = landed(store, "errors")
     per_account = Counter(line["account"]["username"] for line in lines)
     tweets, users = lake.table(TWEETS).scan().to_arrow(), lake.table(USERS).scan().to_arrow()
@@ -202,6 +227,10 @@ def summary(config: Path, hours: list[Hour]) -> None:
     print(f"landing zone   {store.landing.uri()}")
     print(f"  tweet files  {files}    error files {error_files} ({len(errors)} API errors kept)")
     print(f"  tweet lines  {len(lines)}    unique ids {len({line['tweet']['id'] for line in lines})}")
+    print("  how they were collected, and landing latency (created_at -> file landed):")
+    for via, seconds in sorted(latencies(records).items()):
+        p95 = statistics.quantiles(seconds, n=20)[-1] if len(seconds) > 1 else seconds[0]
+        print(f"    {via:<24}{len(seconds):>6} tweets   median {statistics.median(seconds):6.1f} s   p95 {p95:6.1f} s")
     print("  tweets per account:")
     most = max(per_account.values(), default=0)
     for account, count in per_account.most_common():
@@ -234,7 +263,10 @@ def summary(config: Path, hours: list[Hour]) -> None:
     print(f"logs: {WORK / 'streamer.log'} (JSON lines; try: jq -c 'select(.event==\"batch_uploaded\")')")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("stream", "poll"), default=os.environ.get("TWEETLAKE_DEMO_MODE", "stream"))
+    mode = parser.parse_args(argv).mode
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir()
@@ -266,17 +298,17 @@ def main() -> int:
             s3 = boto3.client("s3", endpoint_url=S3_ENDPOINT)
             if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
                 s3.create_bucket(Bucket=BUCKET)
-        config = write_config(sim_url)
+        config = write_config(sim_url, mode)
         say(f"simulator at {sim_url}; config at {config}")
-        say("running the streamer for 12 s, then kill -9 (a crash) ...")
-        run_streamer(procs, config, 12, kill=True)
+        say(f"running the streamer in {mode} mode for 12 s, then kill -9 (a crash) ...")
+        run_streamer(procs, config, 12, sim_url=sim_url, kill=True, disconnect=mode == "stream")
         say(
-            "... restarting it; it recovers its spool and checkpoints and runs 12 s more; then the simulator "
+            "... restarting it; it recovers its spool and progress and runs 12 s more; then the simulator "
             "pauses, the streamer catches up and gets SIGTERM"
         )
-        code = run_streamer(procs, config, 12, kill=False, sim_url=sim_url)
+        code = run_streamer(procs, config, 12, sim_url=sim_url, kill=False)
         say(f"streamer exited with {code} after flushing")
-        lines, _ = landed(storage(config))
+        lines = [record for record, _ in landed(storage(config))[0]]
         ids = Counter(line["tweet"]["id"] for line in lines)
         served = served_ids(sim_url)
         say(

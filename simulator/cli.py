@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeline-cap", type=int, default=3200)
     parser.add_argument("--rate-limit", default="900/900", help="requests/window_seconds per endpoint")
     parser.add_argument("--faults", default="", help="e.g. 500:0.05,429:0.02,malformed:0.01")
+    parser.add_argument("--keepalive-s", type=float, default=20.0, help="stream keep-alive interval")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     usernames = [u for u in args.users.split(",") if u]
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     limit, _, window = args.rate_limit.partition("/")
     faults = Faults(probabilities={k: float(v) for k, _, v in (f.partition(":") for f in args.faults.split(",") if f)})
     sim = SimulatorThread(
-        Simulator(world, rate_limit=int(limit), window_s=float(window or 900), faults=faults),
+        Simulator(
+            world, rate_limit=int(limit), window_s=float(window or 900), faults=faults, keepalive_s=args.keepalive_s
+        ),
         args.host,
         args.port,
         tweets_per_s=args.tweets_per_s,

@@ -1,7 +1,8 @@
 """HTTP side of the simulator: the v2 endpoints the streamer uses, rate limits, faults, controls.
 
 Endpoints: ``GET /2/users/by``, ``GET /2/users/:id/tweets`` (since_id, pagination_token,
-max_results, the 3,200 cap), with ``x-rate-limit-*`` headers. Faults are either scripted (the
+max_results, the 3,200 cap), with ``x-rate-limit-*`` headers; the filtered stream and its rules
+live in ``simulator.stream``. Faults are either scripted (the
 next N answers, for exact tests) or random with a probability (for soak runs and the demo).
 Controls under ``/_sim/``: generate tweets, list every id generated or served, script faults.
 """
@@ -19,6 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.billing import USAGE_CAPPED, SimBilling
+from simulator.expansions import ALL_EXPANSIONS, expansions_of
+from simulator.stream import FilteredStream
 from simulator.world import World
 
 # Wrongly shaped 200 answers: the body of a healthy answer, mangled one way.
@@ -91,6 +95,7 @@ class Simulator:
         window_s: float = 900.0,
         faults: Faults | None = None,
         require_auth: bool = True,
+        keepalive_s: float = 20.0,
     ) -> None:
         self.world = world
         self.faults = faults or Faults()
@@ -101,6 +106,8 @@ class Simulator:
         self.requests = 0
         self.auth_seen: set[str] = set()
         self.paused = False  # stops the background tweet generator
+        self.billing = SimBilling()
+        self.stream = FilteredStream(self, keepalive_s=keepalive_s)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -113,6 +120,10 @@ class Simulator:
         app.router.add_post("/_sim/faults", self.ctl_faults)
         app.router.add_post("/_sim/suspend", self.ctl_suspend)
         app.router.add_post("/_sim/pause", self.ctl_pause)
+        app.router.add_get("/2/usage/tweets", self.usage)
+        app.router.add_get("/_sim/bill", self.ctl_bill)
+        app.router.add_post("/_sim/usage", self.ctl_usage)
+        self.stream.routes(app)
         return app
 
     async def _gate(
@@ -195,12 +206,15 @@ class Simulator:
             body["data"] = data
         if errors:
             body["errors"] = errors
+        self.billing.bill_body(body, "user_read")
         return web.json_response(mangle(body, shape), headers=headers)
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
         early, headers, shape = await self._gate(request, "timeline")
         if early is not None:
             return early
+        if self.billing.capped:
+            return web.json_response(USAGE_CAPPED, status=429, headers=headers)
         account = self.world.accounts.get(request.match_info["id"])
         if account is None:
             return _problem(404, "Not Found Error", "Could not find user")
@@ -219,7 +233,7 @@ class Simulator:
                 t for t in reversed(window) if int(t["id"]) > since and (until is None or int(t["id"]) < until)
             ]
             page = newest_first[:max_results]
-            body = self._page_body(account, page, more=len(newest_first) > len(page))
+            body = self.page_body(account, page, more=len(newest_first) > len(page), expansions=expansions_of(request))
         if shape in ("bad_tweet_id", "refs_string", "mentions_string"):
             intact = page[1:]  # the first tweet is mangled: it lands in the errors stream
         elif shape in (None, "errors_strings", "user_id_list"):
@@ -228,9 +242,13 @@ class Simulator:
             intact = []  # the whole answer is unusable
 
         self.served.setdefault(account.username, set()).update(t["id"] for t in intact)
+        self.billing.bill_body(body)
         return web.json_response(mangle(body, shape), headers=headers)
 
-    def _page_body(self, account: Any, page: list[dict[str, Any]], *, more: bool) -> dict[str, Any]:
+    def page_body(
+        self, account: Any, page: list[dict[str, Any]], *, more: bool, expansions: frozenset[str] = ALL_EXPANSIONS
+    ) -> dict[str, Any]:
+        """A tweets answer for ``page``, with the includes the requested ``expansions`` ask for."""
         meta: dict[str, Any] = {"result_count": len(page)}
         if not page:
             return {"meta": meta}
@@ -238,22 +256,25 @@ class Simulator:
         if more:
             meta["next_token"] = "p" + _base36(int(page[-1]["id"]))
         tweets_out, users, media, polls, places, refs, errors = [], set(), [], [], [], {}, []
+        wants = expansions.__contains__
         for tweet in page:
             clean = {k: v for k, v in tweet.items() if not k.startswith("_")}
             tweets_out.append(clean)
-            users.add(tweet["author_id"])
-            if tweet.get("in_reply_to_user_id"):
+            if wants("author_id"):
+                users.add(tweet["author_id"])
+            if tweet.get("in_reply_to_user_id") and wants("in_reply_to_user_id"):
                 users.add(tweet["in_reply_to_user_id"])
-            users.update(m["id"] for m in tweet.get("entities", {}).get("mentions", []))
-            if "_media" in tweet:
+            if wants("entities.mentions.username"):
+                users.update(m["id"] for m in tweet.get("entities", {}).get("mentions", []))
+            if "_media" in tweet and wants("attachments.media_keys"):
                 media.append(tweet["_media"])
-            if "_poll" in tweet:
+            if "_poll" in tweet and wants("attachments.poll_ids"):
                 polls.append(tweet["_poll"])
-            if "geo" in tweet:
+            if "geo" in tweet and wants("geo.place_id"):
                 from simulator.world import PLACES
 
                 places.extend(p for p in PLACES if p["id"] == tweet["geo"]["place_id"])
-            for ref in tweet.get("referenced_tweets", []):
+            for ref in tweet.get("referenced_tweets", []) if wants("referenced_tweets.id") else []:
                 target = self.world.tweet_by_id(account, ref["id"])
                 if target is None:
                     errors.append(
@@ -269,7 +290,8 @@ class Simulator:
                     )
                 else:
                     refs[target["id"]] = {k: v for k, v in target.items() if not k.startswith("_")}
-                    users.add(target["author_id"])
+                    if wants("referenced_tweets.id.author_id"):
+                        users.add(target["author_id"])
         includes: dict[str, Any] = {"users": self.world.user_objects(users)}
         for key, values in (("tweets", list(refs.values())), ("media", media), ("polls", polls), ("places", places)):
             if values:
@@ -279,11 +301,32 @@ class Simulator:
             body["errors"] = errors
         return body
 
+    async def usage(self, request: web.Request) -> web.Response:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return _problem(403, "Unsupported Authentication", "OAuth 2.0 Application-Only is required.")
+        return web.json_response(self.billing.usage())
+
+    async def ctl_bill(self, _: web.Request) -> web.Response:
+        return web.json_response(self.billing.counts)
+
+    async def ctl_usage(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if "post_cap" in body:
+            self.billing.post_cap = int(body["post_cap"])
+        if "cap_reset_day" in body:
+            self.billing.cap_reset_day = int(body["cap_reset_day"])
+        return web.json_response(self.billing.usage())
+
     async def ctl_ids(self, _: web.Request) -> web.Response:
         return web.json_response(self.world.all_ids())
 
     async def ctl_served(self, _: web.Request) -> web.Response:
-        return web.json_response({k: sorted(v) for k, v in self.served.items()})
+        """Every tweet id sent to a client, by a timeline page or by the stream."""
+        served: dict[str, set[str]] = {}
+        for source in (self.served, self.stream.delivered):
+            for username, ids in source.items():
+                served.setdefault(username, set()).update(ids)
+        return web.json_response({k: sorted(v) for k, v in served.items()})
 
     async def ctl_stats(self, _: web.Request) -> web.Response:
         return web.json_response(

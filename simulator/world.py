@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +107,8 @@ class World:
             account_id = str(11_348_282 + index * 7_919_123)
             self.accounts[account_id] = SimAccount(account_id, username, username.replace("_", " ").title())
         self.by_username = {a.username.lower(): a for a in self.accounts.values()}
+        # called (under the lock) with every tweet posted: the stream endpoint listens here
+        self.listeners: list[Callable[[SimAccount, dict[str, Any]], None]] = []
         self.strangers = [SimAccount(str(900_000_000 + i), f"friend_{i}", f"Friend {i}") for i in range(8)]
 
     def _next_id(self) -> int:
@@ -128,6 +131,8 @@ class World:
                 tweet = self._make_tweet(account)
                 account.tweets.append(tweet)
                 made.append(tweet["id"])
+                for listener in self.listeners:
+                    listener(account, tweet)
         return made
 
     def all_ids(self) -> dict[str, list[str]]:

@@ -156,3 +156,83 @@ def user_lookup(payload: Any) -> UserLookup:
         else:
             lookup.users.append(user)
     return lookup
+
+
+@dataclass
+class StreamMessage:
+    """One line of the filtered stream: a tweet with its includes and matching rules, or errors."""
+
+    page: TimelinePage
+    matching_rules: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stream_message(payload: Any) -> StreamMessage:
+    """A line of ``GET /2/tweets/search/stream``: ``data`` (one tweet), ``includes``, ``matching_rules``, ``errors``."""
+    page = timeline_page(payload)
+    rules = payload.get("matching_rules")
+    if rules is None:
+        return StreamMessage(page)
+    if not (isinstance(rules, list) and all(isinstance(r, dict) and _rule_id(r.get("id")) for r in rules)):
+        raise BadShape("matching_rules is not a list of rule objects with numeric ids")
+    return StreamMessage(page, rules)
+
+
+def _rule_id(value: Any) -> bool:
+    """X sends rule ids as strings today; recorded streams from 2021 carry them as JSON numbers."""
+    return is_id(value) or (type(value) is int and value >= 0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    value: str
+    tag: str | None
+
+
+@dataclass
+class RulesAnswer:
+    rules: list[Rule] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def stream_rules(payload: Any) -> RulesAnswer:
+    """An answer of ``GET`` or ``POST /2/tweets/search/stream/rules``: rules, errors, ``meta.summary``."""
+    if not isinstance(payload, dict):
+        raise BadShape("the answer is not a JSON object")
+    data = payload.get("data")
+    if data is not None and not isinstance(data, list):
+        raise BadShape("data is not a list")
+    summary = _object(payload, "meta").get("summary", {})
+    if not isinstance(summary, dict):
+        raise BadShape("meta.summary is not an object")
+    answer = RulesAnswer(errors=error_entries(payload.get("errors")), summary=summary)
+    for rule in data or ():
+        tag = rule.get("tag") if isinstance(rule, dict) else None
+        if not (isinstance(rule, dict) and is_id(rule.get("id")) and isinstance(rule.get("value"), str)):
+            answer.rejected.append(Rejected("rule is not an object with a numeric id and a value", rule))
+        elif tag is not None and not isinstance(tag, str):
+            answer.rejected.append(Rejected("rule.tag is not a string", rule))
+        else:
+            answer.rules.append(Rule(rule["id"], rule["value"], tag))
+    return answer
+
+
+def x_usage(payload: Any) -> dict[str, int]:
+    """``GET /2/usage/tweets``: ``project_usage``, ``project_cap`` (numbers or digit strings) and
+    ``cap_reset_day`` (1 to 31) from ``data``."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        raise BadShape("data is not an object")
+    figures = {}
+    for key in ("project_usage", "project_cap", "cap_reset_day"):
+        value = data.get(key)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if type(value) is not int or value < 0:
+            raise BadShape(f"data.{key} is not a count")
+        figures[key] = value
+    if not 1 <= figures["cap_reset_day"] <= 31:
+        raise BadShape("data.cap_reset_day is not a day of the month")
+    return figures

@@ -1,7 +1,9 @@
 """Groups items into batches that close on count, bytes, age or a change of hour.
 
 Closing at the hour boundary keeps every landed file inside one collection-hour partition,
-so the compactor can take an hour's files as they are.
+so the compactor can take an hour's files as they are. A ``Mark`` closes every open batch and
+travels in a batch of its own, so the spooler applies it only after all that came before it is
+durable.
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from streamer.items import FLUSH, Batch, Flush, Item
+from streamer.items import FLUSH, Batch, Flush, Item, Mark
 from tweetlake.landing import Hour
 
 
 class Batcher:
     def __init__(
         self,
-        items: asyncio.Queue[Item | Flush],
+        items: asyncio.Queue[Item | Mark | Flush],
         batches: asyncio.Queue[Batch | Flush],
         *,
         max_records: int,
@@ -61,6 +64,11 @@ class Batcher:
                     await self._emit(stream)
                 await self._batches.put(FLUSH)
                 return
+            if isinstance(item, Mark):
+                for stream in list(self._open):
+                    await self._emit(stream)
+                await self._batches.put(Batch("", Hour.of(datetime.now(UTC)), self._clock(), marks=[item]))
+                continue
             await self.add(item)
 
     async def add(self, item: Item) -> None:

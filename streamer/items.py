@@ -20,6 +20,19 @@ class Item:
     tweet_id: int | None = None  # set on tweets: what checkpoints are made of
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A ledger update that may only apply once everything handed on before it is durable.
+
+    ``checkpoint``: poll mode's "collect after this id" (a first round that reads no history).
+    ``watermark``: stream mode's "every tweet up to this id is durable" (after a gap recovery).
+    """
+
+    kind: str
+    account_id: str
+    tweet_id: int
+
+
 @dataclass
 class Batch:
     stream: str
@@ -28,14 +41,19 @@ class Batch:
     lines: list[bytes] = field(default_factory=list)
     nbytes: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-    max_ids: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, list[int]] = field(default_factory=dict)  # tweet ids per account id
+    marks: list[Mark] = field(default_factory=list)  # applied after this batch is durable
 
     def add(self, item: Item) -> None:
         self.lines.append(item.line)
         self.nbytes += len(item.line)
         self.counts[item.account_id] = self.counts.get(item.account_id, 0) + 1
-        if item.tweet_id is not None and item.tweet_id > self.max_ids.get(item.account_id, 0):
-            self.max_ids[item.account_id] = item.tweet_id
+        if item.tweet_id is not None:
+            self.ids.setdefault(item.account_id, []).append(item.tweet_id)
+
+    @property
+    def max_ids(self) -> dict[str, int]:
+        return {account: max(ids) for account, ids in self.ids.items()}
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,11 @@ class SpooledBatch:
     hour: Hour
     size: int
     counts: dict[str, int]
-    max_ids: dict[str, int]
+    ids: dict[str, list[int]]  # tweet ids per account id
+
+    @property
+    def max_ids(self) -> dict[str, int]:
+        return {account: max(ids) for account, ids in self.ids.items()}
 
     @property
     def key(self) -> str:

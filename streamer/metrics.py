@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
-SUCCESS_KINDS = ("poll", "poll_round", "upload")
+SUCCESS_KINDS = ("poll", "poll_round", "stream", "upload")
 
 
 def build_version() -> str:
@@ -90,6 +90,58 @@ class Metrics:
             "Landing keys found holding other bytes (never overwritten; the batch was renamed)",
             registry=r,
         )
+        self.stream_connected = Gauge(
+            "tweetlake_stream_connected", "1 while the filtered stream is connected", registry=r
+        )
+        self.stream_idle = Gauge(
+            "tweetlake_stream_idle_seconds", "Seconds since the stream sent data or a keep-alive", registry=r
+        )
+        self.stream_reconnects = Counter(
+            "tweetlake_stream_reconnects_total", "Stream connections that ended, by reason", ["reason"], registry=r
+        )
+        self.stream_backoff = Gauge(
+            "tweetlake_stream_backoff_seconds", "The wait before the next stream connect (0 when none)", registry=r
+        )
+        self.stream_lines = Counter(
+            "tweetlake_stream_lines_total",
+            "Stream lines by what they were (tweet, duplicate, not_followed, error, unreadable, bad_shape)",
+            ["kind"],
+            registry=r,
+        )
+        self.gap_recovered = Counter(
+            "tweetlake_gap_tweets_recovered_total",
+            "Tweets the stream missed, recovered from timelines after a (re)connect",
+            ["account"],
+            registry=r,
+        )
+        self.rule_changes = Counter(
+            "tweetlake_stream_rule_changes_total", "Stream rules added, deleted or rejected", ["op"], registry=r
+        )
+        self.config_reloads = Counter(
+            "tweetlake_config_reloads_total", "SIGHUP config reloads by result (ok, invalid)", ["result"], registry=r
+        )
+        self.spend = Counter(
+            "tweetlake_x_api_spend_usd_total",
+            "What X bills for what was read (see streamer.billing), by account and kind",
+            ["account", "kind"],
+            registry=r,
+        )
+        self.posts_read = Counter(
+            "tweetlake_x_api_posts_read_total",
+            "Posts billed (each id once per UTC day, as X counts them), by account",
+            ["account"],
+            registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "tweetlake_budget_remaining_usd", "cost.monthly_budget_usd minus this billing month's spend", registry=r
+        )
+        self.collection_paused = Gauge(
+            "tweetlake_collection_paused",
+            "1 while reading is paused, by reason (budget, x_usage_cap)",
+            ["reason"],
+            registry=r,
+        )
+        self.x_usage = Gauge("tweetlake_x_usage", "X's own usage figures (GET /2/usage/tweets)", ["field"], registry=r)
         self.last_success = Gauge(
             "tweetlake_last_success_timestamp_seconds",
             "Unix time of the last success (the process start time until the first one)",

@@ -1,6 +1,9 @@
 """Wires the components together and owns start-up, signals, sd_notify and shutdown order.
 
-    PollSource --items--> Batcher --batches--> SpoolWriter --uploads--> Uploader --> Sink
+    PollSource | StreamSource --items--> Batcher --batches--> SpoolWriter --uploads--> Uploader --> Sink
+
+SIGHUP reloads the config file: the ``RELOADABLE`` keys reach the source at once, other changes
+are reported as needing a restart, and a file that fails validation changes nothing.
 
 The first two queues are bounded (back-pressure reaches the source); the upload queue holds
 references to files already on disk and is bounded by the spool's disk cap instead.
@@ -16,18 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from streamer.batcher import Batcher
+from streamer.billing import Bill
 from streamer.credentials import Credentials
 from streamer.health import SPOOL_FULL, Health, HealthServer
 from streamer.items import FLUSH, Batch, Flush, Item, SpooledBatch
+from streamer.ledger import Ledger
 from streamer.metrics import Metrics
 from streamer.poller import PollSource
 from streamer.sdnotify import Notifier
 from streamer.sinks import sink_for
+from streamer.spending import Spending, rates_of
 from streamer.spooler import SpoolWriter
 from streamer.state import OpenedState, open_state
+from streamer.stream import StreamSource
 from streamer.uploader import Uploader
-from streamer.xclient import XClient
-from tweetlake.config import Config
+from streamer.xclient import EXPANSIONS, LEAN_EXPANSIONS, XClient
+from tweetlake.config import RELOADABLE, Config, ConfigError, changed_keys, load_streamer_config, with_runtime_keys
 from tweetlake.logs import get_logger
 
 log = get_logger("streamer.service")
@@ -39,8 +46,18 @@ class StartupError(Exception):
 
 
 class Service:
-    def __init__(self, config: Config, credentials: Credentials, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        credentials: Credentials,
+        *,
+        config_path: str | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
+        self._config_path = config_path
+        self._source: PollSource | StreamSource | None = None
+        self._spending: Spending | None = None
         self._credentials = credentials
         self.metrics = Metrics()
         self.health = Health(config.health.stale_after_s)
@@ -76,10 +93,18 @@ class Service:
                 writer_id=config.collect.writer_id,
                 max_spool_bytes=config.state.max_spool_bytes,
                 metrics=self.metrics,
+                stream_mode=config.collect.mode == "stream",
             )
         except OSError as exc:
             log.debug("startup_failed", exc_info=exc)
             raise StartupError(f"state.dir {config.state.dir}: {exc.strerror or exc}") from None
+
+    def _open_bill(self) -> Bill:
+        try:
+            return Bill(Path(self.config.state.dir) / "billing", rates_of(self.config.cost))
+        except OSError as exc:
+            log.debug("startup_failed", exc_info=exc)
+            raise StartupError(f"state.dir {self.config.state.dir}/billing: {exc.strerror or exc}") from None
 
     async def _start_health(self) -> HealthServer:
         server = HealthServer(self.metrics, self.report, self.config.metrics.host, self.config.metrics.port)
@@ -101,6 +126,8 @@ class Service:
         if state.pending:
             log.info("spool_recovered", files=len(state.pending), bytes=spool.used_bytes)
         health_server = await self._start_health()
+        spending = Spending(self._open_bill(), config.cost, self.metrics, self.health)
+        self._spending = spending
 
         items: asyncio.Queue[Item | Flush] = asyncio.Queue(ITEM_QUEUE_SIZE)
         batches: asyncio.Queue[Batch | Flush] = asyncio.Queue(2)
@@ -117,17 +144,10 @@ class Service:
             self.health,
             timeout_s=config.x_api.timeout_s,
             max_retries=config.x_api.max_retries,
+            spending=spending,
+            expansions=LEAN_EXPANSIONS if config.collect.expansions == "lean" else EXPANSIONS,
         )
-        source = PollSource(
-            client,
-            ledger,
-            items,
-            self.metrics,
-            self.health,
-            usernames=accounts,
-            poll_interval_s=config.collect.poll_interval_s,
-            max_pages=config.collect.max_history_pages,
-        )
+        self._source = source = self._make_source(client, ledger, items)
         batcher = Batcher(
             items,
             batches,
@@ -136,24 +156,37 @@ class Service:
             max_age_s=config.batch.max_age_s,
         )
         writer_id = config.collect.writer_id
-        spooler = SpoolWriter(batches, uploads, spool, ledger, self.metrics, writer_id=writer_id)
+        spooler = SpoolWriter(
+            batches,
+            uploads,
+            spool,
+            ledger,
+            self.metrics,
+            writer_id=writer_id,
+            stream_mode=config.collect.mode == "stream",
+        )
         uploader = Uploader(uploads, sink, spool, ledger, self.metrics, self.health, writer_id=writer_id)
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
 
         self._tasks = {
             "uploader": asyncio.create_task(uploader.run(), name="uploader"),
             "spooler": asyncio.create_task(spooler.run(), name="spooler"),
             "batcher": asyncio.create_task(batcher.run(), name="batcher"),
             "source": asyncio.create_task(source.run(), name="source"),
+            "spending": asyncio.create_task(
+                spending.run(client if self._credentials.bearer_token else None), name="spending"
+            ),
         }
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         self._notifier.ready(f"collecting {len(accounts)} accounts")
         log.info(
             "started",
             accounts=len(accounts),
+            mode=config.collect.mode,
             landing=sink.location.uri(),
             metrics_port=health_server.port,
             writer=ledger.writer(writer_id),
@@ -172,7 +205,7 @@ class Service:
         stop_wait.cancel()
         await self._shutdown(items)
         watchdog.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await client.close()
         await sink.close()
@@ -181,6 +214,44 @@ class Service:
         log.info("stopped", exit_code=exit_code, spool_files=spool.file_count)
         return exit_code
 
+    def _make_source(self, client: XClient, ledger: Ledger, items: asyncio.Queue[Any]) -> PollSource | StreamSource:
+        collect = self.config.collect
+        assert self._spending is not None
+        if collect.mode == "stream":
+            assert self._credentials.bearer_token is not None  # the CLI checks it
+            return StreamSource(
+                client,
+                ledger,
+                items,
+                self.metrics,
+                self.health,
+                base_url=self.config.x_api.base_url,
+                bearer=self._credentials.bearer_token,
+                collect=collect,
+                stream=self.config.stream,
+                spending=self._spending,
+            )
+        return PollSource(client, ledger, items, self.metrics, self.health, collect=collect)
+
+    def reload(self) -> None:
+        """SIGHUP: apply the reloadable keys of the config file now; report the others."""
+        if self._config_path is None or self._source is None:
+            return
+        try:
+            new = load_streamer_config(self._config_path)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels("invalid").inc()
+            log.error("config_reload_failed", problems=exc.problems, kept="the running config")
+            return
+        changed = changed_keys(self.config, new)
+        applied = [key for key in changed if key in RELOADABLE]
+        self.config = with_runtime_keys(self.config, new)
+        self._source.reconfigure(self.config.collect)
+        if self._spending is not None:
+            self._spending.reconfigure(self.config.cost)
+        self.metrics.config_reloads.labels("ok").inc()
+        log.info("config_reloaded", applied=applied, needs_restart=[key for key in changed if key not in applied])
+
     async def _shutdown(self, items: asyncio.Queue[Item | Flush]) -> None:
         """Stop fetching, flush the open batches to the spool, upload within the time limit."""
         assert self._state is not None
@@ -188,10 +259,13 @@ class Service:
         self._notifier.stopping()
         log.info("stopping", reason="signal" if self._stop.is_set() else "component exit")
         deadline = time.monotonic() + self.config.service.shutdown_timeout_s
-        source = self._tasks["source"]
-        source.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await source
+        for name in ("source", "spending"):
+            self._tasks[name].cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._tasks[name]
+        if self._spending is not None:
+            self._spending.log_spend(final=True)
+            self._spending.bill.close()
         await spool.lift_cap()
         if not self._tasks["batcher"].done():
             await items.put(FLUSH)

@@ -101,7 +101,7 @@ class Spool:
 
     def write(self, batch: Batch, writer: str, seq: int) -> SpooledBatch:
         """Blocking: compress and fsync one batch. Raises OSError (e.g. disk full) untouched."""
-        return self.write_lines(batch.stream, batch.hour, writer, seq, batch.lines, batch.counts, batch.max_ids)
+        return self.write_lines(batch.stream, batch.hour, writer, seq, batch.lines, batch.counts, batch.ids)
 
     def write_lines(
         self,
@@ -111,14 +111,16 @@ class Spool:
         seq: int,
         lines: Iterable[bytes],
         counts: dict[str, int],
-        max_ids: dict[str, int],
+        ids: dict[str, list[int]],
     ) -> SpooledBatch:
         path = self.dir / spool_name(stream, hour, writer, seq)
         data = gzip.compress(b"".join(lines), compresslevel=6, mtime=0)
         write_atomic(path, data)
         self._sizes[path] = len(data)
         self._publish()
-        return SpooledBatch(path, writer, seq, stream, hour, len(data), dict(counts), dict(max_ids))
+        return SpooledBatch(
+            path, writer, seq, stream, hour, len(data), dict(counts), {a: list(i) for a, i in ids.items()}
+        )
 
     def rename(self, spooled: SpooledBatch, writer: str, seq: int) -> SpooledBatch:
         """Blocking: give a spooled batch a new landing name (atomic rename, directory fsynced)."""
@@ -126,9 +128,7 @@ class Spool:
         spooled.path.rename(path)
         fsync_dir(self.dir)
         self._sizes[path] = self._sizes.pop(spooled.path, spooled.size)
-        return SpooledBatch(
-            path, writer, seq, spooled.stream, spooled.hour, spooled.size, spooled.counts, spooled.max_ids
-        )
+        return SpooledBatch(path, writer, seq, spooled.stream, spooled.hour, spooled.size, spooled.counts, spooled.ids)
 
     def forget(self, path: Path) -> None:
         """A file moved out of the spool (quarantined) no longer counts."""

@@ -1,6 +1,8 @@
 """Makes each batch durable, then advances the checkpoints it covers, then queues its upload.
 
-That order is the no-loss rule: a checkpoint never covers a tweet that is not on disk yet.
+That order is the no-loss rule: a checkpoint never covers a tweet that is not on disk yet. A batch
+that holds only marks (see ``streamer.batcher``) writes no file: its marks apply to the ledger
+once every batch before it is durable.
 Disk errors (full disk, I/O errors) are retried with backoff and counted; the batch stays in
 memory meanwhile and back-pressure holds the source.
 """
@@ -32,6 +34,7 @@ class SpoolWriter:
         metrics: Metrics,
         *,
         writer_id: str,
+        stream_mode: bool = False,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
     ) -> None:
@@ -41,6 +44,7 @@ class SpoolWriter:
         self._ledger = ledger
         self._metrics = metrics
         self._writer_id = writer_id
+        self._stream_mode = stream_mode
         self._backoff = (backoff_base, backoff_cap)
 
     async def run(self) -> None:
@@ -49,6 +53,11 @@ class SpoolWriter:
             if isinstance(batch, Flush):
                 await self._uploads.put(FLUSH)
                 return
+            if not batch.lines:
+                for mark in batch.marks:
+                    self._ledger.apply(mark)
+                await self._retrying(self._ledger.write, self._ledger.encode())
+                continue
             await self._spool.wait_for_room(batch.nbytes)
             spooled = await self._durably(batch)
             self._metrics.batches_spooled.labels(spooled.stream).inc()
@@ -67,8 +76,8 @@ class SpoolWriter:
         spooled = await self._retrying(
             self._spool.write, batch, self._ledger.writer(self._writer_id), self._ledger.allocate()
         )
-        self._ledger.advance(batch.max_ids)
-        await self._retrying(self._ledger.save)
+        self._ledger.record(batch.ids, stream=self._stream_mode)
+        await self._retrying(self._ledger.write, self._ledger.encode())
         return spooled
 
     async def _retrying(self, step: Callable[..., T], *args: Any) -> T:

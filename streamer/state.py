@@ -9,7 +9,8 @@
 3. every spool file is read back through the landing reader; a damaged one (truncated gzip, a line
    that is not a landing record) is moved to quarantine and its readable lines are spooled again;
 4. what the spool holds moves the ledger on: a batch spooled just before a crash that never
-   reached ``state.json`` advances its accounts' checkpoints and the instance's sequence.
+   reached ``state.json`` advances its accounts' checkpoints (stream mode: joins the durable ids
+   above the watermarks) and the instance's sequence.
 
 Nothing here crashes on what it finds: every problem is logged by file name, counted, and kept.
 """
@@ -77,7 +78,9 @@ class OpenedState:
     pending: list[SpooledBatch] = field(default_factory=list)  # spooled batches to upload, oldest first
 
 
-def open_state(directory: Path, *, writer_id: str, max_spool_bytes: int, metrics: Metrics) -> OpenedState:
+def open_state(
+    directory: Path, *, writer_id: str, max_spool_bytes: int, metrics: Metrics, stream_mode: bool = False
+) -> OpenedState:
     """Blocking: lock, read back and reconcile the state dir (StateLocked when another daemon has it)."""
     directory.mkdir(parents=True, exist_ok=True)
     lock = StateLock(directory)
@@ -104,23 +107,23 @@ def open_state(directory: Path, *, writer_id: str, max_spool_bytes: int, metrics
                 found.hour,
                 path.stat().st_size,
                 contents.counts,
-                contents.max_ids,
+                contents.ids,
             )
             spool.adopt(batch)
             pending.append(batch)
             continue
         _quarantine(path, quarantine, contents.problem, metrics, spool, readable_lines=len(contents.lines))
         if contents.lines:
-            salvaged.append((found, contents.lines, contents.counts, contents.max_ids))
+            salvaged.append((found, contents.lines, contents.counts, contents.ids))
     for batch in pending:
-        ledger.advance(batch.max_ids)
+        ledger.record(batch.ids, stream=stream_mode)
         if batch.writer == ledger.writer(writer_id):
             ledger.next_seq = max(ledger.next_seq, batch.seq + 1)
-    for found, lines, counts, max_ids in salvaged:
+    for found, lines, counts, ids in salvaged:
         batch = spool.write_lines(
-            found.stream, found.hour, ledger.writer(writer_id), ledger.allocate(), lines, counts, max_ids
+            found.stream, found.hour, ledger.writer(writer_id), ledger.allocate(), lines, counts, ids
         )
-        ledger.advance(max_ids)
+        ledger.record(ids, stream=stream_mode)
         log.warning("spool_file_salvaged", from_path=str(found.path), path=str(batch.path), lines=len(lines))
         pending.append(batch)
     ledger.save()
@@ -152,7 +155,7 @@ def _quarantine(
 class _Contents:
     lines: list[bytes] = field(default_factory=list)  # the usable lines, newline included
     counts: dict[str, int] = field(default_factory=dict)
-    max_ids: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, list[int]] = field(default_factory=dict)  # tweet ids per account id
     problem: str | None = None  # the first reason the file is damaged
 
 
@@ -171,8 +174,8 @@ def _read_back(found: SpoolFile) -> _Contents:
                 continue
             contents.lines.append(line + b"\n")
             contents.counts[account] = contents.counts.get(account, 0) + 1
-            if tweet_id is not None and tweet_id > contents.max_ids.get(account, 0):
-                contents.max_ids[account] = tweet_id
+            if tweet_id is not None:
+                contents.ids.setdefault(account, []).append(tweet_id)
     return contents
 
 

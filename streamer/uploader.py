@@ -118,7 +118,7 @@ class Uploader:
         renamed = await asyncio.to_thread(
             self._spool.rename, batch, self._ledger.writer(self._writer_id), self._ledger.allocate()
         )
-        await asyncio.to_thread(self._ledger.save)
+        await asyncio.to_thread(self._ledger.write, self._ledger.encode())
         log.error(
             "landing_conflict",
             key=exc.uri,

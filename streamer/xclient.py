@@ -13,9 +13,9 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import tweepy
@@ -23,10 +23,14 @@ import tweepy.asynchronous
 from yarl import URL
 
 from streamer.backoff import Backoff
+from streamer.billing import POST, USER
 from streamer.credentials import Credentials
 from streamer.health import Health
 from streamer.metrics import Metrics
 from tweetlake.logs import get_logger
+
+if TYPE_CHECKING:
+    from streamer.spending import Spending
 
 log = get_logger("streamer.xclient")
 
@@ -95,6 +99,10 @@ MEDIA_FIELDS = [
 PLACE_FIELDS = ["contained_within", "country", "country_code", "full_name", "geo", "id", "name", "place_type"]
 POLL_FIELDS = ["duration_minutes", "end_datetime", "id", "options", "voting_status"]
 MAX_RESULTS = 100
+STREAM_ENDPOINT = "/2/tweets/search/stream"
+RULES_ENDPOINT = "/2/tweets/search/stream/rules"
+USAGE_ENDPOINT = "/2/usage/tweets"
+LEAN_EXPANSIONS = ["author_id"]
 
 _ROUTE_IDS = re.compile(r"(?<=/users/)\d+(?=/|$)")
 
@@ -106,6 +114,19 @@ def endpoint_of(path: str) -> str:
 
 def _ignore(*, ok: bool) -> None:
     """What non-collection calls (the usage endpoint) report to /healthz: nothing."""
+
+
+async def _usage_cap(exc: tweepy.TooManyRequests) -> str | None:
+    """The detail of a 429 that says the project's monthly usage cap is spent, else None."""
+    try:
+        body = json.loads(await exc.response.text())
+    except (ValueError, aiohttp.ClientError, AttributeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    if body.get("title") == "UsageCapExceeded" or str(body.get("type", "")).endswith("/usage-capped"):
+        return str(body.get("detail", "usage cap exceeded"))
+    return None
 
 
 class ApiError(Exception):
@@ -176,8 +197,12 @@ class XClient:
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        spending: Spending | None = None,
+        expansions: Sequence[str] = EXPANSIONS,
     ) -> None:
         self._base = URL(base_url.rstrip("/"))
+        self._spending = spending
+        self.expansions = list(expansions)
         self._metrics = metrics
         self._health = health
         self._max_retries = max_retries
@@ -200,6 +225,11 @@ class XClient:
         )
         self._client.session = self._session
         self._user_auth = credentials.user_context
+        # the rules endpoint takes only the app's bearer token (stream mode requires one)
+        self._rules = tweepy.asynchronous.AsyncStreamingClient(
+            reveal(credentials.bearer_token), return_type=aiohttp.ClientResponse
+        )
+        self._rules.session = self._session
 
     async def _route(self, request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
         """Client middleware: send tweepy's request to our base URL and observe the answer."""
@@ -222,32 +252,70 @@ class XClient:
         return await self._call(
             "/2/users/by",
             lambda: self._client.get_users(usernames=usernames, user_fields=USER_FIELDS, user_auth=self._user_auth),
+            billed=(USER, ""),
         )
 
-    async def timeline_page(self, user_id: str, *, since_id: str | None, pagination_token: str | None) -> Any:
+    async def timeline_page(
+        self,
+        user_id: str,
+        *,
+        account: str,
+        since_id: str | None,
+        pagination_token: str | None,
+        max_results: int = MAX_RESULTS,
+    ) -> Any:
+        """One page of ``account``'s timeline (``account``: the username its cost is booked to)."""
         return await self._call(
             "/2/users/:id/tweets",
             lambda: self._client.get_users_tweets(
                 user_id,
                 since_id=since_id,
                 pagination_token=pagination_token,
-                max_results=MAX_RESULTS,
+                max_results=max_results,
                 tweet_fields=TWEET_FIELDS,
-                expansions=EXPANSIONS,
+                expansions=self.expansions,
                 user_fields=USER_FIELDS,
                 media_fields=MEDIA_FIELDS,
                 place_fields=PLACE_FIELDS,
                 poll_fields=POLL_FIELDS,
                 user_auth=self._user_auth,
             ),
+            billed=(POST, account),
         )
 
-    async def _call(self, endpoint: str, request: Callable[[], Awaitable[Any]], *, collection: bool = True) -> Any:
-        """One API call, retried; each attempt of a collection call is reported to /healthz as it ends."""
+    async def stream_rules(self) -> Any:
+        return await self._call(RULES_ENDPOINT, self._rules.get_rules, collection=False)
+
+    async def change_stream_rules(self, *, add: Sequence[tuple[str, str]] = (), delete: Sequence[str] = ()) -> Any:
+        """Add ``(value, tag)`` rules or delete rules by id (one of the two per request, as X asks)."""
+        if add:
+            rules = [tweepy.StreamRule(value, tag=tag) for value, tag in add]
+            return await self._call(RULES_ENDPOINT, lambda: self._rules.add_rules(rules), collection=False)
+        return await self._call(RULES_ENDPOINT, lambda: self._rules.delete_rules(list(delete)), collection=False)
+
+    async def usage(self) -> Any:
+        """X's own count of this project's post reads (``GET /2/usage/tweets``; app-only auth)."""
+        return await self._call(USAGE_ENDPOINT, lambda: self._rules.request("GET", USAGE_ENDPOINT), collection=False)
+
+    async def _call(
+        self,
+        endpoint: str,
+        request: Callable[[], Awaitable[Any]],
+        *,
+        collection: bool = True,
+        billed: tuple[str, str] | None = None,
+    ) -> Any:
+        """One API call, retried; each attempt of a collection call is reported to /healthz as it ends.
+
+        A ``billed`` call (what its ``data`` holds, the account it is for) waits while reading is
+        paused and books what the answer returned.
+        """
         backoff = Backoff(*self._backoff)
         failures = 0
         report = self._health.collection if collection else _ignore
         while True:
+            if billed and self._spending:
+                await self._spending.may_read()
             wait = self.limiter.delay(endpoint)
             if wait > 0:
                 self._metrics.rate_limit_wait.labels(endpoint).inc(wait)
@@ -258,8 +326,13 @@ class XClient:
                 body = await response.text()
                 payload = json.loads(body)  # any JSON: streamer.answers checks its shape
                 report(ok=True)
+                if billed and self._spending:
+                    self._spending.record(payload, *billed)
                 return payload
             except tweepy.TooManyRequests as exc:
+                if self._spending and (detail := await _usage_cap(exc)) is not None:
+                    self._spending.usage_capped(detail)  # not a rate limit: reading pauses until X's reset day
+                    continue
                 report(ok=False)
                 self._metrics.rate_limited.labels(endpoint).inc()
                 reset = exc.reset_time

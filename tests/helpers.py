@@ -31,6 +31,8 @@ def write_config(
     state_dir: Path,
     endpoint_url: str = "",
     users: tuple[str, ...] = ("XDevelopers", "NASA", "tweetlake_demo"),
+    mode: str = "poll",
+    collect_extra: str = "",
     extra: str = "",
     **batch: Any,
 ) -> Path:
@@ -41,10 +43,12 @@ def write_config(
 base_url = "{base_url}"
 timeout_s = 2
 [collect]
-mode = "poll"
+mode = "{mode}"
 users = {json.dumps(list(users))}
 poll_interval_s = {batch.get("poll_interval_s", 0.3)}
 writer_id = "test-writer"
+history_max_tweets = 3200
+{collect_extra}
 [landing]
 uri = "{landing_uri}"
 endpoint_url = "{endpoint_url}"

@@ -130,3 +130,25 @@ def test_select_includes_never_raises(tweet, includes):
 def test_any_json_user_lookup_is_checked_without_crashing(answer):
     with contextlib.suppress(BadShape):
         user_lookup(answer)
+
+
+@settings(max_examples=300, deadline=None)
+@given(answer_like | json_values, st.one_of(st.none(), json_values))
+def test_any_json_stream_line_is_checked_without_crashing(answer, rules):
+    from streamer.answers import stream_message
+
+    if isinstance(answer, dict) and rules is not None:
+        answer = {**answer, "matching_rules": rules}
+    with contextlib.suppress(BadShape):
+        stream_message(answer)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values | st.fixed_dictionaries({}, optional={"data": json_values, "meta": json_values}))
+def test_any_json_rules_or_usage_answer_is_checked_without_crashing(answer):
+    from streamer.answers import stream_rules, x_usage
+
+    with contextlib.suppress(BadShape):
+        stream_rules(answer)
+    with contextlib.suppress(BadShape):
+        x_usage(answer)

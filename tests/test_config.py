@@ -66,12 +66,44 @@ def test_environment_overrides_every_key(tmp_path):
         (("max_age_s = 60", "max_age_s = 0"), "batch.max_age_s: must be greater than 0"),
         (('users = ["XDevelopers", "NASA"]', 'users = ["not a name!"]'), "collect.users"),
         (("poll_interval_s = 60", 'poll_interval_s = 60\nwriter_id = "café"'), "collect.writer_id: 1 to 64 ASCII"),
+        (("poll_interval_s = 60", "poll_interval_s = 60\nhistory_max_tweets = 3201"), "collect.history_max_tweets"),
+        (('mode = "poll"', 'mode = "stream"\nshard = "0/2"'), "collect.shard: stream mode needs '0/1'"),
+        (("[state]", "[stream]\nrule_max_length = 10\n[state]"), "stream.rule_max_length: 64 to 4096"),
+        (("[state]", '[stream]\nrule_tag = ""\n[state]'), "stream.rule_tag"),
     ],
 )
 def test_each_problem_is_one_line_naming_the_key(tmp_path, patch, needle):
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, GOOD.replace(*patch)), environ={})
     assert any(line.startswith(needle) for line in info.value.problems), info.value.problems
+
+
+def test_history_max_tweets_defaults_to_a_modest_first_round(tmp_path):
+    config = load_config(_write(tmp_path, GOOD), environ={})
+    assert (config.collect.history_max_tweets, config.deprecations) == (100, ())
+
+
+def test_deprecated_max_history_pages_still_sets_the_first_round_and_is_noted(tmp_path):
+    config = load_config(
+        _write(tmp_path, GOOD.replace("poll_interval_s = 60", "poll_interval_s = 60\nmax_history_pages = 3")),
+        environ={},
+    )
+    assert config.collect.history_max_tweets == 300
+    assert config.deprecations == (
+        "collect.max_history_pages is deprecated: use collect.history_max_tweets (100 tweets per page)",
+    )
+
+
+def test_history_max_tweets_wins_over_its_deprecated_alias(tmp_path):
+    text = GOOD.replace("poll_interval_s = 60", "poll_interval_s = 60\nmax_history_pages = 3\nhistory_max_tweets = 0")
+    assert load_config(_write(tmp_path, text), environ={}).collect.history_max_tweets == 0
+
+
+def test_stream_mode_lands_within_seconds_unless_max_age_is_configured(tmp_path):
+    stream = GOOD.replace('mode = "poll"', 'mode = "stream"')
+    assert load_config(_write(tmp_path, stream.replace("max_age_s = 60\n", "")), environ={}).batch.max_age_s == 2.0
+    assert load_config(_write(tmp_path, stream), environ={}).batch.max_age_s == 60.0
+    assert load_config(_write(tmp_path, GOOD.replace("max_age_s = 60\n", "")), environ={}).batch.max_age_s == 60.0
 
 
 def test_bad_env_value_names_the_variable():
@@ -114,6 +146,27 @@ def test_cli_check_config_ok_never_prints_the_secret(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "config ok: 2 accounts" in result.stdout
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_cli_check_config_warns_about_a_deprecated_key(tmp_path):
+    path = _write(tmp_path, GOOD.replace("poll_interval_s = 60", "poll_interval_s = 60\nmax_history_pages = 3"))
+    result = _cli("check-config", "--config", str(path), env={"X_BEARER_TOKEN": SECRET})
+    assert result.returncode == 0
+    assert result.stderr.splitlines() == [
+        "tweet-streamer: warning: collect.max_history_pages is deprecated: "
+        "use collect.history_max_tweets (100 tweets per page)"
+    ]
+
+
+def test_cli_stream_mode_with_only_user_credentials_exits_2_naming_the_mode(tmp_path):
+    path = _write(tmp_path, GOOD.replace('mode = "poll"', 'mode = "stream"'))
+    oauth1 = {"X_CONSUMER_KEY": "ck", "X_CONSUMER_SECRET": "cs", "X_ACCESS_TOKEN": "at", "X_ACCESS_TOKEN_SECRET": "as"}
+    result = _cli("check-config", "--config", str(path), env=oauth1)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "tweet-streamer: config error: collect.mode: stream mode needs an app-only bearer token (X_BEARER_TOKEN); "
+        "OAuth 1.0a user credentials cannot open the filtered stream"
+    ]
 
 
 def test_systemd_credentials_directory_is_read(tmp_path):

@@ -12,9 +12,9 @@ import pytest
 from tests.helpers import REPO
 
 
-@pytest.mark.parametrize("lake", ["file", "s3"])
-def test_demo_runs_the_whole_chain_and_cleans_up(tmp_path, lake, request):
-    env = {**os.environ, "TWEETLAKE_DEMO_DIR": str(tmp_path / "demo")}
+@pytest.mark.parametrize(("lake", "mode"), [("file", "stream"), ("s3", "poll")])
+def test_demo_runs_the_whole_chain_and_cleans_up(tmp_path, lake, mode, request):
+    env = {**os.environ, "TWEETLAKE_DEMO_DIR": str(tmp_path / "demo"), "TWEETLAKE_DEMO_MODE": mode}
     if lake == "s3":
         env["TWEETLAKE_DEMO_S3_ENDPOINT"] = request.getfixturevalue("s3_endpoint")
         env["TWEETLAKE_DEMO_BUCKET"] = f"demo-{tmp_path.name[-12:].lower().replace('_', '-')}"
@@ -36,6 +36,12 @@ def test_demo_runs_the_whole_chain_and_cleans_up(tmp_path, lake, request):
     rows = int(re.search(r"tweets rows\s+(\d+)", out).group(1))
     assert rows == landed
     assert "tweetlake demo summary" in out and "query it" in out
+    vias = dict(re.findall(r"^    (\S+:\S+)\s+(\d+) tweets\s+median", out, re.M))
+    if mode == "stream":
+        assert set(vias) == {"stream:filtered", "backfill:users_tweets"}, out[-3000:]
+    else:
+        assert set(vias) == {"poll:users_tweets"}, out[-3000:]
+    assert sum(map(int, vias.values())) == landed
     scheme = "s3://" if lake == "s3" else "file://"
     assert f"landing zone   {scheme}" in out and f"tables         {scheme}" in out
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)

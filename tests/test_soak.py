@@ -20,7 +20,8 @@ from tests.helpers import (
 pytestmark = pytest.mark.soak
 
 
-def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
+@pytest.mark.parametrize("mode", ["poll", "stream"])
+def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket, mode):
     seconds = float(os.environ.get("TWEETLAKE_SOAK_SECONDS", "300"))
     rng = random.Random(int(os.environ.get("TWEETLAKE_SOAK_SEED", "1")))
     sim_post(
@@ -37,7 +38,10 @@ def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
         max_records=20,
         max_age_s=0.3,
         poll_interval_s=0.2,
+        mode=mode,
+        extra="[stream]\nstall_timeout_s = 2\n",
     )
+    sim_post(sim.url, "/_sim/stream", {"keepalive_s": 0.5})
     log = tmp_path / "daemon.log"
     deadline = time.time() + seconds
     kills = 0
@@ -45,6 +49,9 @@ def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
         daemon = Daemon(config, log).start()
         for _ in range(rng.randint(3, 30)):
             sim_post(sim.url, "/_sim/generate", {"count": rng.randint(1, 15)})
+            if mode == "stream" and rng.random() < 0.1:
+                fault = rng.choice(["disconnect", "stall", "truncated", "operational_disconnect", "non_json"])
+                sim_post(sim.url, "/_sim/stream", {"do": fault})
             time.sleep(rng.uniform(0.05, 0.5))
         if rng.random() < 0.7:
             daemon.kill()
@@ -57,4 +64,4 @@ def test_soak_faults_and_kills(tmp_path, sim, s3_endpoint, bucket):
     wait_landed_s3(s3_endpoint, bucket, "soak/landing", expected, timeout=120)
     assert daemon.terminate() == 0
     assert_landed_exactly_once(s3_endpoint, bucket, "soak/landing", expected)
-    print(f"soak: {seconds:.0f}s, {kills} kill -9, {len(expected)} tweets landed exactly once")
+    print(f"soak ({mode}): {seconds:.0f}s, {kills} kill -9, {len(expected)} tweets landed exactly once")

@@ -61,7 +61,7 @@ def test_a_batch_spooled_before_the_ledger_was_saved_moves_the_checkpoint_on(ope
     first.spool.write(_batch(5, 9, 7), writer, first.ledger.allocate())  # crash here: ledger not saved
     first.lock.release()
     again = opened()
-    assert [(b.writer, b.seq, b.max_ids) for b in again.pending] == [(writer, 0, {"42": 9})]
+    assert [(b.writer, b.seq, b.ids) for b in again.pending] == [(writer, 0, {"42": [5, 9, 7]})]
     assert again.ledger.checkpoints == {"42": 9} and again.ledger.next_seq == 1
     assert again.ledger.writer("host") == writer
 

@@ -80,6 +80,12 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
     assert {"started", "poll_done", "batch_spooled", "batch_uploaded", "stopping", "stopped"} <= events
 
 
+def test_sigterm_during_start_up_exits_0(tmp_path, sim, s3_endpoint, bucket):
+    daemon = Daemon(_config(tmp_path, sim, bucket, s3_endpoint), tmp_path / "daemon.log").start()
+    time.sleep(0.6)  # past the interpreter's own start, before the service is up
+    assert daemon.terminate() == 0
+
+
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_endpoint, bucket):
     rng = random.Random(20261125)
     config = _config(tmp_path, sim, bucket, s3_endpoint, max_records=7, max_age_s=0.2, poll_interval_s=0.1)

@@ -115,16 +115,16 @@ def test_a_failed_ledger_save_is_retried_without_spooling_the_batch_twice(tmp_pa
     metrics = Metrics()
     spool = Spool(tmp_path / "spool", 10**9, metrics)
     ledger = Ledger(tmp_path / "state.json")
-    real_save = Ledger.save
+    real_write = Ledger.write
     failures = {"left": 2}
 
-    def flaky(self):
+    def flaky(self, encoded):
         if failures["left"]:
             failures["left"] -= 1
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(self)
+        real_write(self, encoded)
 
-    monkeypatch.setattr(Ledger, "save", flaky)
+    monkeypatch.setattr(Ledger, "write", flaky)
 
     async def go():
         batches, uploads = asyncio.Queue(), asyncio.Queue()
@@ -138,7 +138,7 @@ def test_a_failed_ledger_save_is_retried_without_spooling_the_batch_twice(tmp_pa
         await writer.run()
 
     asyncio.run(go())
-    assert len(spool.files()) == 1
+    assert len(spool.files()) == 1 and failures["left"] == 0
     assert Ledger.load(tmp_path / "state.json").checkpoints == {"a": 78}
 
 

@@ -13,6 +13,11 @@ from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.xclient import AccountUnavailable, ApiError, XClient
 from tests.helpers import sim_get, sim_post
+from tweetlake.config import CollectConfig
+
+
+def _collect(*users: str, history_max_tweets: int = 100) -> CollectConfig:
+    return CollectConfig(users=users, poll_interval_s=1, history_max_tweets=history_max_tweets)
 
 
 def _client(url: str, metrics: Metrics, **kw) -> XClient:
@@ -36,8 +41,10 @@ def test_base_url_reroutes_tweepy_and_pages_a_timeline(sim):
         try:
             users = await client.lookup_users(["NASA"])
             user_id = users["data"][0]["id"]
-            first = await client.timeline_page(user_id, since_id=None, pagination_token=None)
-            second = await client.timeline_page(user_id, since_id=None, pagination_token=first["meta"]["next_token"])
+            first = await client.timeline_page(user_id, account="x", since_id=None, pagination_token=None)
+            second = await client.timeline_page(
+                user_id, account="x", since_id=None, pagination_token=first["meta"]["next_token"]
+            )
             return first, second
         finally:
             await client.close()
@@ -60,7 +67,7 @@ def test_pacing_follows_rate_limit_headers_and_never_hits_429():
         client = _client(sim.url, metrics)
         try:
             for _ in range(10):
-                await client.timeline_page("11348282", since_id=None, pagination_token=None)
+                await client.timeline_page("11348282", account="x", since_id=None, pagination_token=None)
         finally:
             await client.close()
 
@@ -81,10 +88,12 @@ def test_faults_retry_then_give_up_with_a_clear_error(sim):
         client = _client(sim.url, metrics, max_retries=2)
         try:
             with pytest.raises(ApiError, match="server_error"):
-                await client.timeline_page("11348282", since_id=None, pagination_token=None)
-            await client.timeline_page("11348282", since_id=None, pagination_token=None)  # 4th 500, then OK
+                await client.timeline_page("11348282", account="x", since_id=None, pagination_token=None)
+            await client.timeline_page(
+                "11348282", account="x", since_id=None, pagination_token=None
+            )  # 4th 500, then OK
             with pytest.raises(AccountUnavailable):
-                await client.timeline_page("19267405", since_id=None, pagination_token=None)
+                await client.timeline_page("19267405", account="x", since_id=None, pagination_token=None)
         finally:
             await client.close()
 
@@ -106,7 +115,9 @@ def test_poll_source_reports_a_timeline_gap_it_cannot_fill():
         queue: asyncio.Queue = asyncio.Queue()
         client = _client(sim.url, metrics)
         ledger = Ledger(tmp / "state.json")
-        source = PollSource(client, ledger, queue, metrics, Health(600), usernames=("NASA",), poll_interval_s=1)
+        source = PollSource(
+            client, ledger, queue, metrics, Health(600), collect=_collect("NASA", history_max_tweets=3200)
+        )
         try:
             [account] = await source.resolve_accounts()
             first = await source.poll_account(account)
@@ -149,7 +160,12 @@ def test_a_round_that_fails_midway_hands_on_nothing_and_the_next_round_gets_ever
         queue: asyncio.Queue = asyncio.Queue()
         client = _client(sim.url, metrics, max_retries=1)
         source = PollSource(
-            client, Ledger(tmp / "state.json"), queue, metrics, Health(600), usernames=("NASA",), poll_interval_s=1
+            client,
+            Ledger(tmp / "state.json"),
+            queue,
+            metrics,
+            Health(600),
+            collect=_collect("NASA", history_max_tweets=3200),
         )
         try:
             [account] = await source.resolve_accounts()
@@ -195,8 +211,7 @@ def test_unknown_account_is_logged_every_round_but_landed_once(sim):
             queue,
             metrics,
             Health(600),
-            usernames=("NASA", "nobody_here"),
-            poll_interval_s=1,
+            collect=_collect("NASA", "nobody_here"),
         )
         try:
             first = await source.resolve_accounts()

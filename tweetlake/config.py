@@ -45,13 +45,41 @@ class CollectConfig:
     users: tuple[str, ...] = ()
     poll_interval_s: float = 60.0
     writer_id: str = field(default_factory=lambda: _safe_name(socket.gethostname()))
-    max_history_pages: int = 32
+    history_max_tweets: int = 100  # how much of an account's past its first round reads (3200: all; 0: none)
+    expansions: str = "full"  # "full": referenced tweets, mentions, media, places, polls; "lean": the author only
+    max_history_pages: int = 0  # deprecated: history_max_tweets = 100 x this
     shard: str = "0/1"  # "k/n": this host follows the accounts whose hash mod n is k
 
     def my_users(self) -> tuple[str, ...]:
         """The configured accounts this shard follows (a stable hash of the lower-cased name)."""
         index, count = (int(part) for part in self.shard.split("/"))
         return tuple(u for u in self.users if zlib.crc32(u.lower().encode()) % count == index)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Stream mode only (``collect.mode = "stream"``)."""
+
+    rule_tag: str = "tweetlake"  # the tag of tweetlake's own rules: no other rule is ever added or deleted
+    rule_max_length: int = 512  # X's limit on one rule value for the app's tier
+    stall_timeout_s: float = 25.0  # X sends a keep-alive every 20 s: this long without a byte is a stall
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """X's pay-per-use rates (the developer console is the source of truth) and the monthly budget."""
+
+    post_read_usd: float = 0.005
+    user_read_usd: float = 0.010
+    media_read_usd: float = 0.005
+    monthly_budget_usd: float = 0.0  # 0: no budget
+    on_budget: str = "pause"  # at 100 % of the budget: "pause" reading, or only "warn"
+    monthly_post_cap: int = 2_000_000  # pay-per-use apps' post cap, until X's usage endpoint says otherwise
+    usage_poll_s: float = 300.0  # how often X's own count (GET /2/usage/tweets) is read; 0: never
+    usage_divergence_pct: float = 5.0  # ours and X's month-to-date post counts this far apart: warning
+
+
+STREAM_MAX_AGE_S = 2.0  # batch.max_age_s in stream mode unless configured: tweets land in seconds
 
 
 @dataclass(frozen=True)
@@ -118,6 +146,8 @@ class TablesConfig:
 class Config:
     x_api: XApiConfig = field(default_factory=XApiConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
     landing: LandingConfig = field(default_factory=LandingConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     state: StateConfig = field(default_factory=StateConfig)
@@ -125,6 +155,8 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
+    # Not a section: one line per deprecated key the file used (the key still works; CLIs warn).
+    deprecations: tuple[str, ...] = ()
 
 
 def _safe_name(value: str) -> str:
@@ -176,7 +208,7 @@ def _coerce(key: str, raw: Any, hint: Any, from_env: bool) -> Any:
 
 def _section_types() -> dict[str, type]:
     hints = typing.get_type_hints(Config)
-    return {name: hints[name] for name in hints}
+    return {name: hint for name, hint in hints.items() if dataclasses.is_dataclass(hint)}
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
@@ -232,11 +264,37 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         built[section] = cls(**values)
     if problems:
         raise ConfigError(problems)
-    config = Config(**built)
+    config = _with_implied(Config(**built), data, overrides)
     _validate(config, problems)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+DEPRECATED = {("collect", "max_history_pages"): "use collect.history_max_tweets (100 tweets per page)"}
+
+
+def _with_implied(config: Config, data: Mapping[str, Any], overrides: Mapping[tuple[str, str], str]) -> Config:
+    """Defaults that depend on other keys: a deprecated key sets its successor (and is noted), and
+    stream mode lands within seconds unless ``batch.max_age_s`` says otherwise."""
+    used = tuple(
+        f"{section}.{key} is deprecated: {advice}"
+        for (section, key), advice in DEPRECATED.items()
+        if _given(data, overrides, section, key)
+    )
+    config = dataclasses.replace(config, deprecations=used)
+    if config.collect.mode == "stream" and not _given(data, overrides, "batch", "max_age_s"):
+        config = dataclasses.replace(config, batch=dataclasses.replace(config.batch, max_age_s=STREAM_MAX_AGE_S))
+    if config.collect.max_history_pages and not _given(data, overrides, "collect", "history_max_tweets"):
+        collect_config = dataclasses.replace(
+            config.collect, history_max_tweets=min(3200, 100 * config.collect.max_history_pages)
+        )
+        return dataclasses.replace(config, collect=collect_config)
+    return config
+
+
+def _given(data: Mapping[str, Any], overrides: Mapping[tuple[str, str], str], section: str, key: str) -> bool:
+    return key in data.get(section, {}) or (section, key) in overrides
 
 
 def _validate(config: Config, problems: list[str]) -> None:
@@ -247,8 +305,28 @@ def _validate(config: Config, problems: list[str]) -> None:
     if not config.x_api.base_url.startswith(("http://", "https://")):
         problems.append(f"x_api.base_url: must start with http:// or https:// (got {config.x_api.base_url!r})")
     positive("x_api.timeout_s", config.x_api.timeout_s)
-    if config.collect.mode != "poll":
-        problems.append(f"collect.mode: must be 'poll' (got {config.collect.mode!r}; 'stream' is not built yet)")
+    if config.collect.mode not in MODES:
+        problems.append(f"collect.mode: must be 'poll' or 'stream' (got {config.collect.mode!r})")
+    if config.collect.mode == "stream" and config.collect.shard != "0/1":
+        problems.append(
+            f"collect.shard: stream mode needs '0/1' (got {config.collect.shard!r}; X allows one stream per app)"
+        )
+    tag = config.stream.rule_tag
+    if not (0 < len(tag) <= 64 and tag.isascii() and tag.isprintable()):
+        problems.append(f"stream.rule_tag: 1 to 64 printable ASCII characters (got {tag!r})")
+    if not 64 <= config.stream.rule_max_length <= 4096:
+        problems.append(f"stream.rule_max_length: 64 to 4096 (got {config.stream.rule_max_length})")
+    positive("stream.stall_timeout_s", config.stream.stall_timeout_s)
+    if config.collect.expansions not in EXPANSION_SETS:
+        problems.append(f"collect.expansions: must be 'full' or 'lean' (got {config.collect.expansions!r})")
+    cost = config.cost
+    for key in ("post_read_usd", "user_read_usd", "media_read_usd", "monthly_budget_usd", "usage_poll_s"):
+        if getattr(cost, key) < 0:
+            problems.append(f"cost.{key}: must be 0 or more (got {getattr(cost, key)})")
+    if cost.on_budget not in ("pause", "warn"):
+        problems.append(f"cost.on_budget: must be 'pause' or 'warn' (got {cost.on_budget!r})")
+    positive("cost.monthly_post_cap", cost.monthly_post_cap)
+    positive("cost.usage_divergence_pct", cost.usage_divergence_pct)
     for user in config.collect.users:
         if not user or not all(c.isalnum() or c == "_" for c in user) or len(user) > 15:
             problems.append(f"collect.users: {user!r} is not a valid X username")
@@ -257,7 +335,10 @@ def _validate(config: Config, problems: list[str]) -> None:
         problems.append(
             f"collect.writer_id: 1 to 64 ASCII letters, digits, '-' and '_' (got {config.collect.writer_id!r})"
         )
-    positive("collect.max_history_pages", config.collect.max_history_pages)
+    if not 0 <= config.collect.history_max_tweets <= 3200:
+        problems.append(f"collect.history_max_tweets: 0 to 3200 (got {config.collect.history_max_tweets})")
+    if not 0 <= config.collect.max_history_pages <= 32:
+        problems.append(f"collect.max_history_pages: 0 to 32 (got {config.collect.max_history_pages})")
     index, _, count = config.collect.shard.partition("/")
     if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
         problems.append(f"collect.shard: must be 'k/n' with 0 <= k < n (got {config.collect.shard!r})")
@@ -287,6 +368,8 @@ def _validate(config: Config, problems: list[str]) -> None:
     _validate_tables(config.tables, problems)
 
 
+MODES = ("poll", "stream")
+EXPANSION_SETS = ("full", "lean")
 CATALOGS = ("sql", "glue", "rest")
 
 
@@ -328,6 +411,44 @@ def require(config: Config, *keys: str) -> None:
         raise ConfigError(problems)
 
 
+# what a SIGHUP may change in a running daemon; every other key needs a restart
+RELOADABLE = (
+    "collect.users",
+    "collect.poll_interval_s",
+    "collect.history_max_tweets",
+    "cost.post_read_usd",
+    "cost.user_read_usd",
+    "cost.media_read_usd",
+    "cost.monthly_budget_usd",
+    "cost.on_budget",
+    "cost.monthly_post_cap",
+    "cost.usage_divergence_pct",
+)
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted names of the keys whose values differ."""
+    changed = []
+    for section in _section_types():
+        before, after = getattr(old, section), getattr(new, section)
+        changed += [
+            f"{section}.{f.name}"
+            for f in dataclasses.fields(before)
+            if getattr(before, f.name) != getattr(after, f.name)
+        ]
+    return changed
+
+
+def with_runtime_keys(running: Config, new: Config) -> Config:
+    """The running config with the ``RELOADABLE`` keys taken from ``new``."""
+    config = running
+    for dotted in RELOADABLE:
+        section, key = dotted.split(".")
+        value = getattr(getattr(new, section), key)
+        config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{key: value})})
+    return config
+
+
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     try:
         with open(path, "rb") as handle:
@@ -342,3 +463,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
 def replace(config: Config, **sections: Any) -> Config:
     """Return a copy with whole sections swapped (tests and the demo use this)."""
     return dataclasses.replace(config, **sections)
+
+
+def load_streamer_config(path: str | Path) -> Config:
+    """The daemon's config: valid, and with the keys the daemon cannot run without."""
+    config = load_config(path)
+    require(config, "landing.uri", "collect.users")
+    return config
