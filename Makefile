@@ -45,6 +45,7 @@ demo: env  ## MODE=poll runs the demo in poll mode (default: stream)
 bench: env
 	$(PY) bench/compaction.py
 	$(PY) bench/streamer.py
+	$(PY) bench/schedule.py
 
 clean:
 	rm -rf $(BOOT) $(VENV) $(READER) .demo

@@ -104,6 +104,8 @@ class Simulator:
         self._rng = random.Random(world.rng.random())
         self.served: dict[str, set[str]] = {}
         self.requests = 0
+        self.rate_limited = 0  # 429s for a spent rate-limit window (not scripted faults)
+        self.timeline_requests: dict[str, int] = {}  # by username
         self.auth_seen: set[str] = set()
         self.paused = False  # stops the background tweet generator
         self.billing = SimBilling()
@@ -143,6 +145,7 @@ class Simulator:
         self.auth_seen.add(auth.split(" ", 1)[0])
         allowed, headers = self._rate[bucket].take()
         fault = self.faults.draw(self._rng)
+        self.rate_limited += not allowed
         if not allowed or fault == "429":
             response = _problem(429, "Too Many Requests", "Too Many Requests")
             response.headers.update(headers)
@@ -220,6 +223,7 @@ class Simulator:
             return _problem(404, "Not Found Error", "Could not find user")
         if account.suspended:
             return _problem(403, "Forbidden", f"User has been suspended: [{account.username}].")
+        self.timeline_requests[account.username] = self.timeline_requests.get(account.username, 0) + 1
         query = request.query
         try:
             max_results = min(100, max(5, int(query.get("max_results", "10"))))
@@ -330,7 +334,13 @@ class Simulator:
 
     async def ctl_stats(self, _: web.Request) -> web.Response:
         return web.json_response(
-            {"requests": self.requests, "faults_injected": self.faults.injected, "auth_schemes": sorted(self.auth_seen)}
+            {
+                "requests": self.requests,
+                "rate_limited": self.rate_limited,
+                "timeline_requests": self.timeline_requests,
+                "faults_injected": self.faults.injected,
+                "auth_schemes": sorted(self.auth_seen),
+            }
         )
 
     async def ctl_generate(self, request: web.Request) -> web.Response:

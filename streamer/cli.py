@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return asyncio.run(_estimate_online(config, credentials)) if args.online else 0
     logs.configure(config.service.log_level, None if args.log_format == "auto" else args.log_format == "json")
+    log = logs.get_logger("streamer.cli")
     for line in config.deprecations:
-        logs.get_logger("streamer.cli").warning("config_deprecated", detail=line)
+        log.warning("config_deprecated", detail=line)
     from streamer.service import Service, StartupError  # imported late: check-config stays fast
     from streamer.state import StateLocked
 

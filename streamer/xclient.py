@@ -99,6 +99,7 @@ MEDIA_FIELDS = [
 PLACE_FIELDS = ["contained_within", "country", "country_code", "full_name", "geo", "id", "name", "place_type"]
 POLL_FIELDS = ["duration_minutes", "end_datetime", "id", "options", "voting_status"]
 MAX_RESULTS = 100
+TIMELINE_ENDPOINT = "/2/users/:id/tweets"
 STREAM_ENDPOINT = "/2/tweets/search/stream"
 RULES_ENDPOINT = "/2/tweets/search/stream/rules"
 USAGE_ENDPOINT = "/2/usage/tweets"
@@ -166,20 +167,28 @@ class RateLimiter:
         except (TypeError, ValueError):
             log.warning("rate_limit_headers_unreadable", endpoint=endpoint)
 
-    def delay(self, endpoint: str) -> float:
-        """Seconds to wait before the next request to ``endpoint``."""
+    def capacity(self, endpoint: str) -> float | None:
+        """Requests per second the rest of the current window allows (None: not known yet)."""
         window = self._windows.get(endpoint)
         now = self._clock()
         if window is None or window.remaining is None or now >= window.reset_at:
-            return 0.0
-        left = window.reset_at - now
-        if window.remaining <= 0:
-            return left + 0.5
-        spacing = left / window.remaining
-        return max(0.0, window.last_request + spacing - now)
+            return None
+        return max(0, window.remaining) / (window.reset_at - now)
 
-    def started(self, endpoint: str) -> None:
-        self._windows.setdefault(endpoint, _Window()).last_request = self._clock()
+    def reserve(self, endpoint: str) -> float:
+        """Seconds to wait before the next request to ``endpoint``; the slot is taken at once, so
+        requests in flight together are spread over the window instead of all going at once."""
+        window = self._windows.setdefault(endpoint, _Window())
+        now = self._clock()
+        if window.remaining is None or now >= window.reset_at:
+            start = now
+        elif window.remaining <= 0:
+            start = window.reset_at + 0.5
+        else:
+            start = max(now, window.last_request + (window.reset_at - now) / window.remaining)
+            window.remaining -= 1  # until the answer's headers say how many are left
+        window.last_request = start
+        return start - now
 
 
 class XClient:
@@ -239,7 +248,6 @@ class XClient:
             request.url = request.url.with_path(base.path + request.url.path, encoded=False)
         request.headers["Host"] = base.host_port_subcomponent or base.host or ""
         endpoint = endpoint_of(request.url.path)
-        self.limiter.started(endpoint)
         response = await handler(request)
         self.limiter.observe(endpoint, response.headers)
         self._metrics.api_requests.labels(endpoint, str(response.status)).inc()
@@ -266,7 +274,7 @@ class XClient:
     ) -> Any:
         """One page of ``account``'s timeline (``account``: the username its cost is booked to)."""
         return await self._call(
-            "/2/users/:id/tweets",
+            TIMELINE_ENDPOINT,
             lambda: self._client.get_users_tweets(
                 user_id,
                 since_id=since_id,
@@ -316,7 +324,7 @@ class XClient:
         while True:
             if billed and self._spending:
                 await self._spending.may_read()
-            wait = self.limiter.delay(endpoint)
+            wait = self.limiter.reserve(endpoint)
             if wait > 0:
                 self._metrics.rate_limit_wait.labels(endpoint).inc(wait)
                 await self._sleep(wait)

@@ -13,7 +13,9 @@ from streamer.items import Mark
 from streamer.ledger import Ledger
 from streamer.metrics import Metrics
 from streamer.poller import PollSource
+from streamer.schedule import Activity, Schedule
 from streamer.xclient import XClient
+from tests.helpers import sim_get
 from tweetlake.config import CollectConfig
 
 
@@ -77,3 +79,65 @@ def test_zero_history_starts_from_now_without_reading_a_tweet(sim, tmp_path, wor
     assert isinstance(mark, Mark) and (mark.kind, mark.account_id) == ("checkpoint", nasa_id(sim))
     assert mark.tweet_id > max(before)
     assert _tweet_ids(second) == [i for i in world_ids(45) if i not in before]
+
+
+# -- the schedule ---------------------------------------------------------------------------------
+
+
+def test_adaptive_intervals_follow_the_square_root_of_the_rates_within_the_same_budget():
+    schedule = Schedule("adaptive", interval_s=60, min_interval_s=1, max_interval_s=10_000)
+    intervals = schedule.intervals({"busy": 16.0, "quiet": 1.0})
+    assert intervals["quiet"] == pytest.approx(4 * intervals["busy"])
+    assert sum(1 / t for t in intervals.values()) == pytest.approx(2 / 60)  # two accounts, one poll a minute each
+
+
+def test_adaptive_intervals_stay_within_their_bounds_and_uniform_ignores_rates():
+    rates = {"busy": 1.0, **{f"dead_{i}": 1e-9 for i in range(9)}}
+    adaptive = Schedule("adaptive", 60, 15, 3600).intervals(rates)
+    assert (adaptive["busy"], adaptive["dead_0"]) == (15, 3600)
+    assert set(Schedule("uniform", 60, 15, 3600).intervals(rates).values()) == {60}
+
+
+def test_what_the_rate_limit_has_left_caps_the_budget():
+    rates = {"a": 1.0, "b": 1.0}
+    assert Schedule("adaptive", 1, 0.1, 1000).intervals(rates, capacity=0.2) == pytest.approx(
+        {"a": 2 / 0.18, "b": 2 / 0.18}
+    )
+
+
+def test_a_silent_account_looks_ever_quieter_and_a_busy_one_stays_busy():
+    silent, busy = Activity(watched_since=0.0), Activity(watched_since=0.0)
+    busy.observe([float(t) for t in range(0, 600, 30)])
+    assert silent.rate(600) > silent.rate(6000)
+    assert busy.rate(600) == pytest.approx(20.5 / 600) and busy.rate(600) > 10 * silent.rate(600)
+
+
+def test_busy_accounts_are_polled_more_often_and_no_request_is_refused(sim, tmp_path):
+    """A tight rate limit (30 requests per 10 s), four polls in flight, one account posting all the time."""
+    from simulator.server import Simulator, SimulatorThread
+    from simulator.world import World
+
+    users = ["busy", *(f"quiet_{i}" for i in range(9))]
+    tight = SimulatorThread(Simulator(World(users), rate_limit=30, window_s=10)).start()
+
+    async def go():
+        metrics = Metrics()
+        client = XClient(tight.url, Credentials(bearer_token=Secret("tok")), metrics, Health(600), timeout_s=2)
+        collect = CollectConfig(users=tuple(users), poll_interval_s=1.0, history_max_tweets=0, poll_concurrency=4)
+        source = PollSource(client, Ledger(tmp_path / "s.json"), asyncio.Queue(), metrics, Health(600), collect=collect)
+        task = asyncio.create_task(source.run())
+        for _ in range(40):
+            tight.simulator.world.generate(1, "busy")
+            await asyncio.sleep(0.15)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+
+    try:
+        asyncio.run(go())
+        stats = sim_get(tight.url, "/_sim/stats")
+    finally:
+        tight.stop()
+    polls = stats["timeline_requests"]
+    assert stats["rate_limited"] == 0 and sum(polls.values()) >= 12
+    assert polls["busy"] > 2 * max(polls[f"quiet_{i}"] for i in range(9))

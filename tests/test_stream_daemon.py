@@ -88,7 +88,8 @@ def test_sigterm_closes_the_stream_flushes_and_exits_0_promptly(tmp_path, stream
     started = time.monotonic()
     assert daemon.terminate(timeout=20) == 0
     assert time.monotonic() - started < 10
-    assert not sim_get(sim.url, "/_sim/stream")["connected"]
+    # The server notices a closed connection at its next keep-alive write (every 0.5 s here).
+    wait_until(lambda: not sim_get(sim.url, "/_sim/stream")["connected"], timeout=5, message="the stream closed")
 
 
 def test_sighup_follows_a_changed_account_list_and_keeps_the_config_when_the_file_is_bad(

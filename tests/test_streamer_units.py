@@ -145,14 +145,21 @@ def test_a_failed_ledger_save_is_retried_without_spooling_the_batch_twice(tmp_pa
 def test_rate_limiter_spreads_requests_over_the_window():
     now = [1000.0]
     limiter = RateLimiter(clock=lambda: now[0])
-    assert limiter.delay("/2/users/:id/tweets") == 0
-    limiter.started("/2/users/:id/tweets")
+    assert limiter.reserve("/2/users/:id/tweets") == 0
     limiter.observe("/2/users/:id/tweets", {"x-rate-limit-remaining": "10", "x-rate-limit-reset": "1100"})
-    assert limiter.delay("/2/users/:id/tweets") == pytest.approx(10.0)
+    assert limiter.reserve("/2/users/:id/tweets") == pytest.approx(10.0)
     limiter.observe("/2/users/:id/tweets", {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1100"})
-    assert limiter.delay("/2/users/:id/tweets") == pytest.approx(100.5)
+    assert limiter.reserve("/2/users/:id/tweets") == pytest.approx(100.5)
     now[0] = 1101
-    assert limiter.delay("/2/users/:id/tweets") == 0
+    assert limiter.reserve("/2/users/:id/tweets") == 0
+
+
+def test_requests_reserved_together_are_spread_over_the_window():
+    limiter = RateLimiter(clock=lambda: 1000.0)
+    limiter.reserve("/2/users/:id/tweets")
+    limiter.observe("/2/users/:id/tweets", {"x-rate-limit-remaining": "4", "x-rate-limit-reset": "1040"})
+    waits = [limiter.reserve("/2/users/:id/tweets") for _ in range(3)]
+    assert waits == pytest.approx([10.0, 10 + 40 / 3, 10 + 40 / 3 + 20.0])
     assert endpoint_of("/2/users/12345/tweets") == "/2/users/:id/tweets"
 
 

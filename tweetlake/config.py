@@ -43,12 +43,23 @@ class XApiConfig:
 class CollectConfig:
     mode: str = "poll"
     users: tuple[str, ...] = ()
-    poll_interval_s: float = 60.0
+    poll_interval_s: float = 60.0  # uniform: each account's interval; adaptive: the average (the request budget)
+    schedule: str = "adaptive"  # "adaptive": often where the tweets are (streamer.schedule); "uniform"
+    poll_min_interval_s: float = 0.0  # adaptive bounds; 0: poll_interval_s / 4
+    poll_max_interval_s: float = 0.0  # 0: poll_interval_s x 60
+    poll_concurrency: int = 4  # requests in flight at once (the rate limiter still paces them)
     writer_id: str = field(default_factory=lambda: _safe_name(socket.gethostname()))
     history_max_tweets: int = 100  # how much of an account's past its first round reads (3200: all; 0: none)
     expansions: str = "full"  # "full": referenced tweets, mentions, media, places, polls; "lean": the author only
     max_history_pages: int = 0  # deprecated: history_max_tweets = 100 x this
     shard: str = "0/1"  # "k/n": this host follows the accounts whose hash mod n is k
+
+    def interval_bounds(self) -> tuple[float, float]:
+        """The adaptive schedule's shortest and longest interval."""
+        return (
+            self.poll_min_interval_s or self.poll_interval_s / 4,
+            self.poll_max_interval_s or self.poll_interval_s * 60,
+        )
 
     def my_users(self) -> tuple[str, ...]:
         """The configured accounts this shard follows (a stable hash of the lower-cased name)."""
@@ -317,6 +328,16 @@ def _validate(config: Config, problems: list[str]) -> None:
     if not 64 <= config.stream.rule_max_length <= 4096:
         problems.append(f"stream.rule_max_length: 64 to 4096 (got {config.stream.rule_max_length})")
     positive("stream.stall_timeout_s", config.stream.stall_timeout_s)
+    if config.collect.schedule not in ("adaptive", "uniform"):
+        problems.append(f"collect.schedule: must be 'adaptive' or 'uniform' (got {config.collect.schedule!r})")
+    low, high = config.collect.interval_bounds()
+    if not 0 < low <= config.collect.poll_interval_s <= high:
+        problems.append(
+            "collect.poll_min_interval_s / poll_max_interval_s: "
+            f"need 0 < min <= poll_interval_s <= max (got {low}, {high})"
+        )
+    if not 1 <= config.collect.poll_concurrency <= 32:
+        problems.append(f"collect.poll_concurrency: 1 to 32 (got {config.collect.poll_concurrency})")
     if config.collect.expansions not in EXPANSION_SETS:
         problems.append(f"collect.expansions: must be 'full' or 'lean' (got {config.collect.expansions!r})")
     cost = config.cost
@@ -416,6 +437,10 @@ RELOADABLE = (
     "collect.users",
     "collect.poll_interval_s",
     "collect.history_max_tweets",
+    "collect.schedule",
+    "collect.poll_min_interval_s",
+    "collect.poll_max_interval_s",
+    "collect.poll_concurrency",
     "cost.post_read_usd",
     "cost.user_read_usd",
     "cost.media_read_usd",
