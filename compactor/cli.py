@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tweetlake import logs
+from tweetlake import build_version, logs
 from tweetlake.config import Config, ConfigError, load_config, require
 from tweetlake.landing import Hour
 
@@ -40,24 +40,15 @@ def parse_hour(text: str, now: datetime | None = None) -> Hour:
     return hour
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tweetlake")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tweet-compactor",
         description="Compact collection hours of the tweetlake landing zone into Iceberg tables and a CSV export.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {build_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=summary, description=summary)
@@ -79,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
         require(config, "landing.uri", "tables.uri")

@@ -100,6 +100,7 @@ class Simulator:
         self.world = world
         self.faults = faults or Faults()
         self.require_auth = require_auth
+        self.bearer_token: str | None = None  # when set, any other bearer token is refused (401)
         self._rate = {"users_by": RateWindow(rate_limit, window_s), "timeline": RateWindow(rate_limit, window_s)}
         self._rng = random.Random(world.rng.random())
         self.served: dict[str, set[str]] = {}
@@ -141,6 +142,8 @@ class Simulator:
         self.requests += 1
         auth = request.headers.get("Authorization", "")
         if self.require_auth and not auth.startswith(("Bearer ", "OAuth ")):
+            return _problem(401, "Unauthorized", "Unauthorized"), {}, None
+        if self.bearer_token is not None and auth.startswith("Bearer ") and auth != f"Bearer {self.bearer_token}":
             return _problem(401, "Unauthorized", "Unauthorized"), {}, None
         self.auth_seen.add(auth.split(" ", 1)[0])
         allowed, headers = self._rate[bucket].take()
@@ -417,11 +420,17 @@ class SimulatorThread:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="x-simulator", daemon=True)
+        self._failed: OSError | None = None
         self.url = ""
 
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
+        try:
+            self._loop.run_until_complete(self._start())
+        except OSError as exc:  # the address is taken: start() raises it in the caller's thread
+            self._failed = exc
+            self._ready.set()
+            return
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._runner.cleanup())
@@ -447,6 +456,8 @@ class SimulatorThread:
     def start(self) -> SimulatorThread:
         self._thread.start()
         self._ready.wait(10)
+        if self._failed is not None:
+            raise self._failed
         return self
 
     def stop(self) -> None:

@@ -8,11 +8,22 @@ import signal
 import sys
 
 from streamer.credentials import Credentials, CredentialsError, load_credentials
-from tweetlake import logs
+from tweetlake import build_version, logs
 from tweetlake.config import Config, ConfigError, load_streamer_config
 
 EXIT_CONFIG = 2  # the configuration (or the state dir another daemon holds) must change
 EXIT_RUNTIME = 1  # start-up failed for a reason outside the config (port in use, disk)
+EPILOG = """credentials come from the environment (X_BEARER_TOKEN, or X_CONSUMER_KEY/SECRET and
+X_ACCESS_TOKEN/SECRET) or systemd's $CREDENTIALS_DIRECTORY, never from the TOML file.
+
+examples:
+  tweet-streamer check-config --config /etc/tweetlake/tweetlake.toml --online
+  tweet-streamer run --config /etc/tweetlake/tweetlake.toml
+  TWEETLAKE_COLLECT__MODE=poll tweet-streamer run --config tweetlake.toml --log-format console
+
+exit codes: 0 stopped cleanly (or the config is fine); 1 start-up failed for a cause outside the
+config (a port in use, a disk), or --online found a problem; 2 a bad config file, missing
+credentials, or a state dir another daemon holds."""
 
 
 def check_mode(config: Config, credentials: Credentials) -> None:
@@ -26,66 +37,54 @@ def check_mode(config: Config, credentials: Credentials) -> None:
         )
 
 
-async def _estimate_online(config: Config, credentials: Credentials) -> int:
-    """Look the accounts up and print what their first read and a month of collecting cost."""
-    from datetime import UTC, datetime
+async def _check_online(config: Config, credentials: Credentials) -> int:
+    from streamer.online import check_online, render
 
-    from streamer.answers import BadShape, user_lookup
-    from streamer.estimate import estimate, report
-    from streamer.health import Health
-    from streamer.metrics import Metrics
-    from streamer.xclient import ApiError, XClient
-
-    client = XClient(
-        config.x_api.base_url, credentials, Metrics(), Health(60), timeout_s=config.x_api.timeout_s, max_retries=2
-    )
-    users = config.collect.my_users()
-    profiles = []
-    try:
-        for start in range(0, len(users), 100):
-            lookup = user_lookup(await client.lookup_users(list(users[start : start + 100])))
-            profiles += lookup.users
-            for error in lookup.errors:
-                print(f"tweet-streamer: warning: {error.get('value')}: {error.get('detail')}", file=sys.stderr)
-    except (ApiError, BadShape) as exc:
-        print(f"tweet-streamer: cannot look the accounts up: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    finally:
-        await client.close()
-    now = datetime.now(UTC)
-    collect = config.collect
-    estimates = [
-        estimate(p, config.cost, history_max_tweets=collect.history_max_tweets, expansions=collect.expansions, now=now)
-        for p in profiles
-    ]
-    lookup_usd = len(profiles) * config.cost.user_read_usd
-    print("\n".join(report(estimates, config.cost, lookup_usd=lookup_usd, expansions=collect.expansions)))
-    return 0
+    logs.configure("WARNING", json_output=False, stream=sys.stderr)  # retries show as they happen
+    findings, profiles = await check_online(config, credentials)
+    print("\n".join(render(config, findings, profiles)))
+    return EXIT_RUNTIME if any(f.status == "FAIL" for f in findings) else 0
 
 
 def _stop_before_start(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    # a stop asked for before the service can flush anything has nothing to flush: exit 0 at once
-    signal.signal(signal.SIGTERM, _stop_before_start)
-    parser = argparse.ArgumentParser(prog="tweet-streamer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("run", "run in the foreground until SIGTERM"),
-        ("check-config", "validate the config and credentials, then exit"),
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tweet-streamer",
+        description="Follow X accounts (timeline polls or the filtered stream) and land every post once.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {build_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
+    for name, summary in (
+        ("run", "collect in the foreground until SIGTERM (SIGHUP reloads the config file)"),
+        ("check-config", "validate the config file and credentials, then exit"),
     ):
-        cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("--config", required=True, help="TOML config file")
-        cmd.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
+        cmd = sub.add_parser(name, help=summary, description=summary)
+        cmd.add_argument("--config", required=True, metavar="FILE", help="the tweetlake TOML file")
+        cmd.add_argument(
+            "--log-format",
+            choices=("auto", "json", "console"),
+            default="auto",
+            help="auto: JSON unless stdout is a terminal (default: auto)",
+        )
         if name == "check-config":
             cmd.add_argument(
                 "--online",
                 action="store_true",
-                help="also look the accounts up (one user read each) and estimate what collecting them costs",
+                help="also check the token, the accounts and the landing zone's write permission, and estimate "
+                "what collecting costs (one user read per account); exit 1 on a problem found",
             )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # a stop asked for before the service can flush anything has nothing to flush: exit 0 at once
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    args = build_parser().parse_args(argv)
     try:
         config = load_streamer_config(args.config)
         credentials = load_credentials()
@@ -97,15 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         for line in config.deprecations:
             print(f"tweet-streamer: warning: {line}", file=sys.stderr)
+        for line in config.overrides:
+            print(f"tweet-streamer: note: {line}", file=sys.stderr)
         print(
             f"config ok: {len(config.collect.users)} accounts -> {config.landing.uri} "
             f"(state {config.state.dir}, {'user' if credentials.user_context else 'app'} auth)"
         )
-        return asyncio.run(_estimate_online(config, credentials)) if args.online else 0
+        return asyncio.run(_check_online(config, credentials)) if args.online else 0
     logs.configure(config.service.log_level, None if args.log_format == "auto" else args.log_format == "json")
     log = logs.get_logger("streamer.cli")
     for line in config.deprecations:
         log.warning("config_deprecated", detail=line)
+    for line in config.overrides:
+        log.info("config_override", detail=line)
     from streamer.service import Service, StartupError  # imported late: check-config stays fast
     from streamer.state import StateLocked
 

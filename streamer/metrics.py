@@ -8,18 +8,12 @@ start: the last-success gauges start at the process start time.
 from __future__ import annotations
 
 import time
-from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
+from tweetlake import build_version
+
 SUCCESS_KINDS = ("poll", "poll_round", "stream", "upload")
-
-
-def build_version() -> str:
-    try:
-        return version("tweetlake")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
 
 
 class Metrics:

@@ -41,6 +41,10 @@ class Sink(Protocol):
         """Store ``body`` under a new ``key``: True when stored now, False when these bytes were there."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (only ``check-config --online`` does, for its own probe object)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -72,6 +76,9 @@ class LocalSink:
             tmp.unlink(missing_ok=True)
         fsync_dir(path.parent)
         return True
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(Path(self.location.key(key)).unlink)
 
     async def close(self) -> None:
         return None
@@ -132,6 +139,10 @@ class S3Sink:
             if _precondition_failed(exc):
                 raise LandingConflict(self.location.uri(key)) from None
             raise
+
+    async def delete(self, key: str) -> None:
+        client = await self._get_client()
+        await client.delete_object(Bucket=self.location.bucket, Key=self.location.key(key))
 
     async def close(self) -> None:
         await self._stack.aclose()

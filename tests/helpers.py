@@ -133,6 +133,18 @@ class Daemon:
         self.proc.wait(10)
 
 
+def check_online(config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``tweet-streamer check-config --online`` as an operator runs it, with the test bearer token."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", "check-config", "--config", str(config), "--online"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "X_BEARER_TOKEN": SECRET, **(env or {})},
+        timeout=60,
+    )
+
+
 def sim_post(sim_url: str, path: str, body: dict[str, Any]) -> Any:
     request = urllib.request.Request(
         f"{sim_url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"

@@ -187,3 +187,31 @@ def test_shards_split_the_accounts_exactly():
     assert all(shards)
     with pytest.raises(ConfigError, match=r"collect\.shard"):
         build_config({"collect": {"shard": "3/3"}}, environ={})
+
+
+def test_an_environment_override_is_reported_with_its_effective_value_and_source(tmp_path):
+    config = load_config(
+        _write(tmp_path, GOOD), environ={"TWEETLAKE_STATE__DIR": "/srv/tl", "TWEETLAKE_BATCH__MAX_AGE_S": "7"}
+    )
+    assert config.state.dir == "/srv/tl"
+    assert config.overrides == (
+        "batch.max_age_s = 7.0 (from TWEETLAKE_BATCH__MAX_AGE_S)",
+        "state.dir = '/srv/tl' (from TWEETLAKE_STATE__DIR)",
+    )
+
+
+def test_an_overridden_url_is_reported_without_its_password(tmp_path):
+    url = "postgresql://tl:s3cret@db.internal/catalog"
+    config = load_config(_write(tmp_path, GOOD), environ={"TWEETLAKE_TABLES__CATALOG_URI": url})
+    assert config.overrides == (
+        "tables.catalog_uri = 'postgresql://tl***@db.internal/catalog' (from TWEETLAKE_TABLES__CATALOG_URI)",
+    )
+
+
+def test_cli_check_config_names_each_environment_override(tmp_path):
+    env = {"X_BEARER_TOKEN": SECRET, "TWEETLAKE_STATE__DIR": str(tmp_path / "elsewhere")}
+    result = _cli("check-config", "--config", str(_write(tmp_path, GOOD)), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"tweet-streamer: note: state.dir = '{tmp_path / 'elsewhere'}' (from TWEETLAKE_STATE__DIR)"
+    ]

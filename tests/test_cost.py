@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,7 +18,7 @@ from streamer.estimate import estimate, per_post_usd
 from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.spending import Spending, rates_of
-from tests.helpers import REPO, SECRET, Daemon, all_generated, sim_get, sim_post, wait_landed_s3, wait_until
+from tests.helpers import SECRET, Daemon, all_generated, sim_get, sim_post, wait_landed_s3, wait_until
 from tests.helpers import write_config as write_daemon_config
 from tweetlake.config import CostConfig
 
@@ -319,18 +317,14 @@ def test_lean_expansions_land_and_bill_only_the_authors(tmp_path, sim, s3_endpoi
     assert sim_get(sim.url, "/_sim/bill")["media_read"] == 0
 
 
-def test_check_config_online_estimates_the_first_read_and_a_month(tmp_path, sim):
-    config = _config(tmp_path, sim, "b", "", cost="monthly_budget_usd = 20")
-    result = subprocess.run(
-        [sys.executable, "-m", "streamer", "check-config", "--config", str(config), "--online"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "X_BEARER_TOKEN": SECRET},
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:5]}
+def test_check_config_online_estimates_the_first_read_and_a_month(tmp_path, sim, s3_endpoint, bucket):
+    from tests.helpers import check_online
+
+    result = check_online(_config(tmp_path, sim, bucket, s3_endpoint, cost="monthly_budget_usd = 20"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("account"))
+    rows = {line.split()[0]: line.split() for line in lines[header + 1 : header + 4]}
     assert set(rows) == {"XDevelopers", "NASA", "tweetlake_demo"}
     assert all(int(row[3]) == min(3200, int(row[1])) for row in rows.values())  # history_max_tweets = 3200
     assert "this check read 3 user objects ($0.03)" in result.stdout and "monthly budget $20.00" in result.stdout

@@ -132,6 +132,7 @@ def test_streamer_role_can_only_write_landing_files(stack):
     for action in ("s3:GetObject", "s3:DeleteObject", "s3:ListBucket", "s3:PutBucketPolicy"):
         assert not _allowed(statements, action, f"{arn}/tweetlake/landing/x")
         assert not _allowed(statements, action, arn)
+    assert _allowed(statements, "s3:DeleteObject", f"{arn}/tweetlake/landing/_probe/host-1")  # check-config --online
     assert _allowed(
         statements, "ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/tweetlake/x_bearer_token"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 import tomllib
 import typing
@@ -166,8 +167,10 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
-    # Not a section: one line per deprecated key the file used (the key still works; CLIs warn).
+    # Not sections: one line per deprecated key the file used (the key still works; CLIs warn),
+    # and one per key the environment set, with its effective value (CLIs report both).
     deprecations: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
 
 
 def _safe_name(value: str) -> str:
@@ -276,10 +279,22 @@ def build_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     if problems:
         raise ConfigError(problems)
     config = _with_implied(Config(**built), data, overrides)
+    config = dataclasses.replace(
+        config, overrides=tuple(_describe_override(config, s, k) for s, k in sorted(overrides))
+    )
     _validate(config, problems)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+_USERINFO = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+
+
+def _describe_override(config: Config, section: str, key: str) -> str:
+    """``state.dir = '/x' (from TWEETLAKE_STATE__DIR)``, a URL's password masked."""
+    value = _USERINFO.sub(r"\1***@", repr(getattr(getattr(config, section), key)))
+    return f"{section}.{key} = {value} (from {ENV_PREFIX}{section.upper()}__{key.upper()})"
 
 
 DEPRECATED = {("collect", "max_history_pages"): "use collect.history_max_tweets (100 tweets per page)"}
