@@ -18,6 +18,7 @@ before or after are dropped), so re-running any hour, in any order, never puts a
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -29,11 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from compactor import iceberg
+from compactor import csvfiles, iceberg
 from compactor.checks import check_counts, check_csv, check_parquet
 from compactor.core import HourCompaction
 from compactor.engine import Flattened
-from compactor.filesystems import Storage, delete_files, delete_tree, list_files, move
+from compactor.filesystems import Storage, delete_files, delete_tree, list_files, move, open_output
 from compactor.flatten import Rejected, flatten_tweet, flatten_users
 from compactor.lake import Lake
 from compactor.lease import Lease
@@ -247,7 +248,11 @@ class _HourRun:
     def _export(self, csv: dict[str, list[str]], rejected: RejectedFile) -> None:
         """Move the staged CSV parts and rejected lines over the hour's previous ones."""
         for name, paths in csv.items():
-            target = self.storage.tables.arrow_path(_table(name).csv_partition(self.hour))
+            table = _table(name)
+            description = json.dumps(csvfiles.describe(name, table.schema), indent=1).encode()
+            with open_output(self.fs, self.storage.tables.arrow_path(table.csv_description)) as out:
+                out.write(description)  # the same bytes every run: rewriting it is harmless
+            target = self.storage.tables.arrow_path(table.csv_partition(self.hour))
             delete_files(self.fs, target)
             self.report.outputs[f"{name}_csv"] = []
             for number, source in enumerate(paths):

@@ -2,6 +2,7 @@
 
 {tables.uri}/tweets/, users/               Iceberg tables {namespace}.tweets / .users (data + metadata)
 {tables.uri}/csv/tweets/dt=…/hour=…/       CSV export, one partition per collection hour
+{tables.uri}/csv/tweets/_schema.json       its columns as a CSVW description (csv/users/ too)
 {tables.uri}/csv/users/dt=…/hour=…/
 {tables.uri}/_rejected/dt=…/hour=…/        rejected landing lines with their reasons
 {tables.uri}/_manifests/dt=…/hour=…/       what one hour's last compaction read and wrote
@@ -29,6 +30,11 @@ class Table:
 
     def csv_partition(self, hour: Hour) -> str:
         return f"{self.csv_dir}/{hour.partition}"
+
+    @property
+    def csv_description(self) -> str:
+        """The CSVW file describing the CSV table's columns (``compactor.csvfiles.describe``)."""
+        return f"{self.csv_dir}/_schema.json"
 
 
 TWEETS = Table("tweets", schema.TWEETS, "csv/tweets")
