@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # otherwise compile every imported module again (4 s for the compactor's imports here).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: env test test-soak demo lint bench clean
+.PHONY: env test test-soak demo lint bench dist clean
 
 $(UV):
 	python3 -m venv $(BOOT)
@@ -47,5 +47,10 @@ bench: env
 	$(PY) bench/streamer.py
 	$(PY) bench/schedule.py
 
+dist: | $(UV)  ## the wheel to install on a host, and the pinned (hashed) requirements beside it
+	$(UV) build --wheel --out-dir dist
+	$(UV) export --frozen --no-dev --no-emit-project --quiet -o dist/requirements.txt
+	$(UV) export --frozen --no-dev --no-emit-project --extra airflow --quiet -o dist/requirements-airflow.txt
+
 clean:
-	rm -rf $(BOOT) $(VENV) $(READER) .demo
+	rm -rf $(BOOT) $(VENV) $(READER) .demo dist
