@@ -47,10 +47,11 @@ bench: env
 	$(PY) bench/streamer.py
 	$(PY) bench/schedule.py
 
-dist: | $(UV)  ## the wheel to install on a host, and the pinned (hashed) requirements beside it
+dist: | $(UV)  ## what a host installs: the wheel, the pinned (hashed) requirements, setup-host.sh
 	$(UV) build --wheel --out-dir dist
 	$(UV) export --frozen --no-dev --no-emit-project --quiet -o dist/requirements.txt
 	$(UV) export --frozen --no-dev --no-emit-project --extra airflow --quiet -o dist/requirements-airflow.txt
+	cp deploy/setup-host.sh dist/
 
 clean:
 	rm -rf $(BOOT) $(VENV) $(READER) .demo dist

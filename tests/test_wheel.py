@@ -51,10 +51,12 @@ def test_each_command_is_installed_and_knows_its_version(installed, prog):
     assert (result.returncode, result.stdout) == (0, f"{prog} {build_version()}\n")
 
 
-def test_the_systemd_units_and_the_dag_ship_with_it(installed):
+def test_the_systemd_units_the_dags_and_the_deploy_files_ship_with_it(installed):
     share = installed / "share" / "tweetlake"
     assert (share / "systemd" / "tweet-streamer.service").is_file()
     assert (share / "dags" / "tweetlake_compaction.py").is_file()
+    assert (share / "deploy" / "setup-host.sh").is_file()
+    assert (share / "deploy" / "tweetlake.example.toml").is_file()
 
 
 def test_the_installed_commands_check_a_config_and_compact_an_hour(installed, tmp_path):
