@@ -46,6 +46,7 @@ bench: env
 	$(PY) bench/compaction.py
 	$(PY) bench/streamer.py
 	$(PY) bench/schedule.py
+	$(PY) bench/commit.py
 
 dist: | $(UV)  ## what a host installs: the wheel, the pinned (hashed) requirements, setup-host.sh
 	$(UV) build --wheel --out-dir dist

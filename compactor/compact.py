@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -76,6 +77,7 @@ class HourReport:
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     users_out: int = 0
     snapshots: dict[str, int | None] = field(default_factory=dict)
+    commit_seconds: dict[str, float] = field(default_factory=dict)  # per table: what publishing cost
     outputs: dict[str, list[str]] = field(default_factory=dict)
     valid: bool = False
     problems: list[str] = field(default_factory=list)
@@ -156,7 +158,9 @@ class _HourRun:
             for name, table in tables.items():
                 lease.check()
                 files = [f"{_scheme(self.storage)}{p}" for p in parquet_paths[name]]
+                started = time.perf_counter()
                 committed = iceberg.replace_hour(table, self.hour, files, self.report.run_id)
+                self.report.commit_seconds[name] = round(time.perf_counter() - started, 4)
                 uncommitted.discard(name)
                 self.report.snapshots[name] = committed.snapshot_id
             lease.check()
@@ -285,6 +289,7 @@ class _HourRun:
             duplicates=self.report.duplicates_in_hour + self.report.duplicates_other_hours,
             rejected=self.report.rejected,
             snapshots=self.report.snapshots,
+            commit_s=self.report.commit_seconds,
             run_id=self.report.run_id,
         )
         return self.report

@@ -104,3 +104,25 @@ def land(tmp_path):
         return path
 
     return put
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database (SQLite under AIRFLOW_HOME), migrated once."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture
+def aws_conn(s3_endpoint, monkeypatch):
+    """Airflow's aws_default connection pointing at moto."""
+    import json
+
+    extra = {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}
+    connection = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))

@@ -254,3 +254,26 @@ def ids(lake: Any, table: Any = None, hour: Hour | None = None) -> list[str]:
     )
     scanned = lake.table(table or TWEETS).scan(row_filter=iceberg.hour_filter(start, end))
     return sorted(scanned.to_arrow().column("id").to_pylist())
+
+
+def dag_bag() -> Any:
+    """The repo's DAG files as Airflow parses them (no import errors)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    return bag
+
+
+def compaction_dag() -> Any:
+    return dag_bag().get_dag("tweetlake_compaction")
+
+
+def run_compaction(dag: Any, hour: Hour, config: Path, **conf: Any) -> Any:
+    """A run that compacts ``hour`` (named in the ``hour`` param, as the docs show), no grace wait.
+
+    ``dag.test(logical_date=X)``, like ``airflow dags test DAG X``, is a manual run whose data
+    interval is the one *ending* at X: the param says which hour without that arithmetic.
+    """
+    run_conf = {"config_path": str(config), "grace_minutes": 0, "hour": str(hour), **conf}
+    return dag.test(logical_date=hour.shift(1).start, run_conf=run_conf)

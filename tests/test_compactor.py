@@ -39,6 +39,13 @@ def test_an_hour_is_published_deduplicated_in_one_commit_per_table(lake, land):
     assert users.schema.names == USERS.schema.names
 
 
+def test_the_report_says_what_each_tables_commit_cost(lake, land):
+    land(timeline_lines())
+    report = compact_hour(lake, HOUR, Options())
+    assert set(report.commit_seconds) == {"tweets", "users"}
+    assert all(0 < seconds < 60 for seconds in report.commit_seconds.values())
+
+
 def test_the_first_occurrence_in_landing_order_wins(lake, land):
     tweet = dict(PAGE["data"][0])
     first = tweet_record(tweet, PAGE["includes"], collected_at=AT, collected_via="poll:users_tweets", account={})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -15,50 +14,21 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.helpers import REPO, Daemon, all_generated, landed_lines_s3, wait_landed_s3, write_config
+from tests.helpers import (
+    REPO,
+    Daemon,
+    all_generated,
+    compaction_dag,
+    dag_bag,
+    landed_lines_s3,
+    run_compaction,
+    wait_landed_s3,
+    write_config,
+)
 from tweetlake.landing import Hour, encode_line, landing_key, tweet_record
 
 pytestmark = pytest.mark.airflow
 PAGE = json.loads((REPO / "tests/data/xapi/users_id_tweets/005.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def airflow_db():
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env={**os.environ},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-@pytest.fixture
-def aws_conn(s3_endpoint, monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
-
-
-def _bag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag
-
-
-def _compaction():
-    return _bag().get_dag("tweetlake_compaction")
 
 
 @pytest.fixture
@@ -84,18 +54,8 @@ def _tables(config: Path, s3_endpoint: str):
     return Lake.from_config(load_config(config), s3)
 
 
-def _run(dag, hour: Hour, config: Path, **conf):
-    """A run that compacts ``hour`` (named in the ``hour`` param, as the docs show), no grace wait.
-
-    ``dag.test(logical_date=X)``, like ``airflow dags test DAG X``, is a manual run whose data
-    interval is the one *ending* at X: the param says which hour without that arithmetic.
-    """
-    run_conf = {"config_path": str(config), "grace_minutes": 0, "hour": str(hour), **conf}
-    return dag.test(logical_date=hour.shift(1).start, run_conf=run_conf)
-
-
 def test_the_dags_import_cleanly_and_have_their_tasks(airflow_db):
-    bag = _bag()
+    bag = dag_bag()
     compaction, maintenance = bag.get_dag("tweetlake_compaction"), bag.get_dag("tweetlake_maintenance")
     assert sorted(t.task_id for t in compaction.tasks) == [
         "announce",
@@ -131,9 +91,9 @@ def test_streamer_to_tables_through_the_real_dag(tmp_path, sim, s3_endpoint, buc
     wait_landed_s3(s3_endpoint, bucket, "lake/landing", expected, timeout=30)
     assert daemon.terminate() == 0
     hours = {Hour.parse(line["collected_at"]) for line in landed_lines_s3(s3_endpoint, bucket, "lake/landing")}
-    dag = _compaction()
+    dag = compaction_dag()
     for hour in sorted(hours):
-        assert _run(dag, hour, config).state == "success"
+        assert run_compaction(dag, hour, config).state == "success"
     lake = _tables(config, s3_endpoint)
     table = lake.table(TWEETS).scan().to_arrow()
     assert sorted(table.column("id").to_pylist()) == sorted(expected)
@@ -224,9 +184,9 @@ def test_past_hours_dedupe_reject_rerun_and_late_files(tmp_path, s3_endpoint, bu
         Key=f"lake/landing/tweets/{second.partition}/w3-000000000000.ndjson.gz",
         Body=gzip.compress(b"\n".join(lines_second[:3]))[:-20],
     )
-    dag = _compaction()
+    dag = compaction_dag()
     for hour in (first, second):
-        assert _run(dag, hour, config).state == "success"
+        assert run_compaction(dag, hour, config).state == "success"
     lake = _tables(config, s3_endpoint)
     assert len(ids(lake, TWEETS, first)) == 30
     assert ids(lake, TWEETS, second) == sorted(str(1_900_000_000_000_000_000 + i) for i in range(20))
@@ -250,14 +210,14 @@ def test_past_hours_dedupe_reject_rerun_and_late_files(tmp_path, s3_endpoint, bu
     # a re-run of the hour (a manual run naming it): exactly the same rows
     csv_key = f"lake/tables/csv/tweets/{second.partition}/part-00000.csv"
     csv_before = s3.get_object(Bucket=bucket, Key=csv_key)["Body"].read()
-    assert _run(dag, second, config).state == "success"
+    assert run_compaction(dag, second, config).state == "success"
     assert ids(lake, TWEETS, second) == sorted(str(1_900_000_000_000_000_000 + i) for i in range(20))
     assert s3.get_object(Bucket=bucket, Key=csv_key)["Body"].read() == csv_before
 
     # a late file for the first hour: the next hour's run compacts the first hour again
     late = _records(first, 7, 1_700_000_000_000_000_000)
     _land(bucket, s3_endpoint, first, late, "w9", 0)
-    assert _run(dag, third, config).state == "success"
+    assert run_compaction(dag, third, config).state == "success"
     assert len(ids(lake, TWEETS, first)) == 37
     staged = s3.list_objects_v2(Bucket=bucket, Prefix="lake/tables/_staging/").get("Contents", [])
     assert [o["Key"] for o in staged if not o["Key"].endswith("/")] == []
