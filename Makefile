@@ -47,6 +47,7 @@ bench: env
 	$(PY) bench/streamer.py
 	$(PY) bench/schedule.py
 	$(PY) bench/commit.py
+	$(PY) bench/dag_parse.py
 
 dist: | $(UV)  ## what a host installs: the wheel, the pinned (hashed) requirements, setup-host.sh
 	$(UV) build --wheel --out-dir dist

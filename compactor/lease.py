@@ -60,6 +60,10 @@ class LeaseStore(Protocol):
 
     def delete(self, key: str, tag: str) -> None: ...
 
+    def uri(self, key: str) -> str:
+        """The full URI of ``key`` (what logs and errors name)."""
+        ...
+
 
 @dataclass
 class S3LeaseStore:
@@ -80,6 +84,9 @@ class S3LeaseStore:
 
     def replace(self, key: str, body: bytes, tag: str) -> str | None:
         return self._put(key, body, IfMatch=tag)
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
 
     def delete(self, key: str, tag: str) -> None:
         with contextlib.suppress(ClientError):  # gone, or taken over: not ours to delete
@@ -129,6 +136,9 @@ class LocalLeaseStore:
             write_atomic(path, body)
             return body.decode()
 
+    def uri(self, key: str) -> str:
+        return f"file://{self.root / key}"
+
     def delete(self, key: str, tag: str) -> None:
         with self._locked(key) as path:
             if path.exists() and path.read_bytes().decode() == tag:
@@ -169,8 +179,8 @@ class Lease:
                 body, tag = found
                 holder = _holder(body)
                 if float(holder.get("expires_at", 0)) > self._clock():
-                    raise HourLeased(self._key, holder)
-                log.warning("lease_taken_over", key=self._key, expired_holder=holder.get("run_id"))
+                    raise HourLeased(self._store.uri(self._key), holder)
+                log.warning("lease_taken_over", key=self._store.uri(self._key), expired_holder=holder.get("run_id"))
                 self._tag = self._store.replace(self._key, self._body(), tag)
             else:  # released in between
                 self._tag = self._store.create(self._key, self._body())
@@ -190,7 +200,7 @@ class Lease:
         tag = self._store.replace(self._key, self._body(), self._tag)
         if tag is None:
             self._lost.set()
-            log.error("lease_lost", key=self._key, run_id=self.run_id)
+            log.error("lease_lost", key=self._store.uri(self._key), run_id=self.run_id)
         else:
             self._tag = tag
 

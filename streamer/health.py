@@ -153,6 +153,10 @@ class HealthServer:
             await self._runner.cleanup()
 
     async def _serve_metrics(self, _: web.Request) -> web.Response:
+        """The registry, with ``tweetlake_health`` set from the very report /healthz serves."""
+        status = self._report()["status"]
+        for each in (OK, UNHEALTHY, PAUSED):
+            self._metrics.health.labels(each).set(int(each == status))
         body = generate_latest(self._metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -136,6 +136,9 @@ class Metrics:
             registry=r,
         )
         self.x_usage = Gauge("tweetlake_x_usage", "X's own usage figures (GET /2/usage/tweets)", ["field"], registry=r)
+        self.health = Gauge(
+            "tweetlake_health", "1 for the status /healthz answers now (ok, unhealthy, paused)", ["status"], registry=r
+        )
         self.last_success = Gauge(
             "tweetlake_last_success_timestamp_seconds",
             "Unix time of the last success (the process start time until the first one)",
@@ -148,7 +151,10 @@ class Metrics:
         self._usernames: dict[str, str] = {}  # account id -> username, for labels
 
     def name_account(self, account_id: str, username: str) -> None:
+        """Label the account's series by its username; the ones alerts read exist from here on (at 0),
+        so an alert's ``increase()`` sees the first event too."""
         self._usernames[account_id] = username
+        self.timeline_gaps.labels(username)
 
     def username(self, account_id: str) -> str:
         """The ``account`` label of an account id (the id itself until its name is known)."""

@@ -91,6 +91,15 @@ def test_a_held_hour_is_refused_to_a_second_run_naming_the_holder(store):
         pass
 
 
+def test_a_held_hour_is_named_by_the_full_uri_of_its_lease(store, tmp_path, bucket):
+    expected = (
+        f"file://{tmp_path}/_leases/h.json" if isinstance(store, LocalLeaseStore) else f"s3://{bucket}/_leases/h.json"
+    )
+    with Lease(store, "_leases/h.json", run_id="first", term_s=600), pytest.raises(HourLeased) as info:
+        Lease(store, "_leases/h.json", run_id="second", term_s=600).acquire()
+    assert str(info.value).startswith(f"{expected} is being compacted by run first")
+
+
 def test_an_expired_lease_is_taken_over_and_its_holder_cannot_publish(store):
     clock = Clock()
     dead = Lease(store, "_leases/h.json", run_id="dead", term_s=60, clock=clock)
