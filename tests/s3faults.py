@@ -50,6 +50,7 @@ class FaultyS3:
         return self
 
     def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

@@ -70,6 +70,7 @@ def test_environment_overrides_every_key(tmp_path):
         (('mode = "poll"', 'mode = "stream"\nshard = "0/2"'), "collect.shard: stream mode needs '0/1'"),
         (("[state]", "[stream]\nrule_max_length = 10\n[state]"), "stream.rule_max_length: 64 to 4096"),
         (("[state]", '[stream]\nrule_tag = ""\n[state]'), "stream.rule_tag"),
+        (("[state]", '[tables]\nuri = "file:///srv/tables"\n[state]'), "tables.uri: must use the scheme of landing"),
     ],
 )
 def test_each_problem_is_one_line_naming_the_key(tmp_path, patch, needle):

@@ -383,6 +383,12 @@ def _validate(config: Config, problems: list[str]) -> None:
             problems.append(f"{name}: must start with s3:// or file:// (got {uri!r})")
         if uri.startswith("s3://") and not uri[5:].split("/", 1)[0]:
             problems.append(f"{name}: missing bucket name")
+    landing_scheme, tables_scheme = config.landing.uri.partition("://")[0], config.tables.uri.partition("://")[0]
+    if config.landing.uri and config.tables.uri and landing_scheme != tables_scheme:
+        problems.append(
+            f"tables.uri: must use the scheme of landing.uri ({landing_scheme}://): "
+            "the compactor reads and writes through one filesystem"
+        )
     if config.landing.endpoint_url and not config.landing.endpoint_url.startswith(("http://", "https://")):
         problems.append("landing.endpoint_url: must start with http:// or https://")
     positive("batch.max_records", config.batch.max_records)
