@@ -69,11 +69,11 @@ def test_a_csvw_description_beside_each_csv_table_names_every_column_and_its_typ
     assert description["tableSchema"]["primaryKey"] == "id"
 
 
-def test_read_csv_reads_the_export_on_s3(s3, s3_endpoint, bucket):
+def test_read_csv_reads_the_export_on_s3(s3, s3_endpoint, bucket, tmp_path):
     config = build_config(
         {
             "landing": {"uri": f"s3://{bucket}/landing", "endpoint_url": s3_endpoint},
-            "tables": {"uri": f"s3://{bucket}/tables"},
+            "tables": {"uri": f"s3://{bucket}/tables", "catalog_uri": f"sqlite:///{tmp_path}/catalog.db"},
         },
         environ={},
     )
