@@ -62,6 +62,7 @@ class Scale:
     outage_p: float  # the chance that a move is an S3 outage
     outage_s: tuple[float, float]  # how long one S3 outage lasts
     burst: tuple[int, int]  # tweets posted at once
+    drain_s: float  # how long the backlog may take to land once the faults stop
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Figures:
     backpressure: int = 0  # times the full spool paused collection
     recovery_s: list[float] = field(default_factory=list)
     peak_rss_mb: float = 0.0
+    drained_s: float = 0.0  # from the faults stopping to the last tweet landed
 
     def line(self) -> str:
         recovery = max(self.recovery_s, default=0.0)
@@ -95,6 +97,7 @@ class Figures:
                 "spool full": self.backpressure,
                 "max recovery s": round(recovery, 1),
                 "peak rss MB": round(self.peak_rss_mb, 1),
+                "backlog landed in s": round(self.drained_s, 1),
             }
         )
 
@@ -237,7 +240,9 @@ def _chaos(mode, scale, sim, s3, s3_endpoint, bucket, tmp_path) -> tuple[Figures
     chaos = Chaos(mode, scale, sim, s3, config, tmp_path / "daemon.log")
     figures = chaos.run()
     expected = all_generated(sim.url)
-    wait_landed_s3(s3_endpoint, bucket, "chaos/landing", expected, timeout=180)
+    stopped = time.monotonic()
+    wait_landed_s3(s3_endpoint, bucket, "chaos/landing", expected, timeout=scale.drain_s)
+    figures.drained_s = time.monotonic() - stopped
     assert chaos.daemon and chaos.daemon.terminate(timeout=60) == 0
     figures.tweets = len(expected)
     return figures, expected
@@ -269,7 +274,8 @@ def _check(mode, scale, world_sim, faulty_s3, s3_endpoint, bucket, tmp_path) -> 
 def test_a_short_chaos_run_loses_and_doubles_nothing(
     tmp_path, world_sim, faulty_s3, s3_endpoint, bucket, airflow_db, aws_conn
 ):
-    figures = _check("poll", Scale(40, 3, 0.25, (2, 5), (5, 40)), world_sim, faulty_s3, s3_endpoint, bucket, tmp_path)
+    scale = Scale(40, 3, 0.25, (2, 5), (5, 40), 180)
+    figures = _check("poll", scale, world_sim, faulty_s3, s3_endpoint, bucket, tmp_path)
     assert figures.outages >= 1 and figures.backpressure >= 1
 
 
@@ -277,6 +283,6 @@ def test_a_short_chaos_run_loses_and_doubles_nothing(
 @pytest.mark.parametrize("mode", ["poll", "stream"])
 def test_chaos_soak(mode, tmp_path, world_sim, faulty_s3, s3_endpoint, bucket, airflow_db, aws_conn):
     seconds = float(os.environ.get("TWEETLAKE_CHAOS_SECONDS", "600"))
-    scale = Scale(seconds, 20, 0.08, (15, 120), (20, 200))
+    scale = Scale(seconds, 20, 0.08, (15, 120), (20, 200), 1500)
     figures = _check(mode, scale, world_sim, faulty_s3, s3_endpoint, bucket, tmp_path)
     assert figures.outages >= 1 and figures.backpressure >= 1
