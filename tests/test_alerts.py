@@ -31,6 +31,15 @@ def scrape(daemon: Daemon) -> Series:
     }
 
 
+def settled(daemon: Daemon, timeout: float = 30.0) -> Series:
+    """A scrape taken once everything read is landed (the spool empty in that same scrape)."""
+    deadline = time.time() + timeout
+    while (series := scrape(daemon))[("tweetlake_spool_files", frozenset())] != 0:
+        assert time.time() < deadline, "what was read never landed"
+        time.sleep(0.2)
+    return series
+
+
 def _select(series: Series, name: str, labels: str | None) -> dict[frozenset[tuple[str, str]], float]:
     wanted = set(re.findall(r'(\w+)="([^"]*)"', labels or ""))
     return {key: value for (n, key), value in series.items() if n == name and wanted <= key}
@@ -130,8 +139,8 @@ def test_a_spent_budget_fires_paused_and_not_unhealthy(tmp_path, sim, s3_endpoin
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("collection_paused")
     wait_until(lambda: json.loads(daemon.get("/healthz")[1])["status"] == "paused", timeout=10, message="paused")
-    wait_until(lambda: scrape(daemon)[("tweetlake_spool_files", frozenset())] == 0, message="what was read is landed")
-    series, now = scrape(daemon), time.time()
+    series = settled(daemon)
+    now = time.time()
     daemon.terminate()
     assert firing(series, now + 3600) == {"TweetlakePaused"}
 

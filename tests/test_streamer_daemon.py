@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import time
+from pathlib import Path
 
 from tests.helpers import (
     SECRET,
@@ -80,9 +82,18 @@ def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_
     assert {"started", "poll_done", "batch_spooled", "batch_uploaded", "stopping", "stopped"} <= events
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler yet (``SigCgt`` in /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
 def test_sigterm_during_start_up_exits_0(tmp_path, sim, s3_endpoint, bucket):
     daemon = Daemon(_config(tmp_path, sim, bucket, s3_endpoint), tmp_path / "daemon.log").start()
-    time.sleep(0.6)  # past the interpreter's own start, before the service is up
+    assert daemon.proc
+    # the first moment SIGTERM is ours to handle (the interpreter's own start is not), long before the service is up
+    wait_until(lambda: _catches_sigterm(daemon.proc.pid), timeout=20, interval=0.005, message="SIGTERM handled")
     assert daemon.terminate() == 0
 
 
