@@ -104,6 +104,7 @@ class Simulator:
         self._rate = {"users_by": RateWindow(rate_limit, window_s), "timeline": RateWindow(rate_limit, window_s)}
         self._rng = random.Random(world.rng.random())
         self.served: dict[str, set[str]] = {}
+        self.mangled: set[str] = set()  # tweet ids sent in a wrongly shaped object (SHAPE_FAULTS)
         self.requests = 0
         self.rate_limited = 0  # 429s for a spent rate-limit window (not scripted faults)
         self.timeline_requests: dict[str, int] = {}  # by username
@@ -118,6 +119,7 @@ class Simulator:
         app.router.add_get("/2/users/{id}/tweets", self.timeline)
         app.router.add_get("/_sim/ids", self.ctl_ids)
         app.router.add_get("/_sim/served", self.ctl_served)
+        app.router.add_get("/_sim/mangled", self.ctl_mangled)
         app.router.add_get("/_sim/stats", self.ctl_stats)
         app.router.add_post("/_sim/generate", self.ctl_generate)
         app.router.add_post("/_sim/faults", self.ctl_faults)
@@ -243,6 +245,7 @@ class Simulator:
             body = self.page_body(account, page, more=len(newest_first) > len(page), expansions=expansions_of(request))
         if shape in ("bad_tweet_id", "refs_string", "mentions_string"):
             intact = page[1:]  # the first tweet is mangled: it lands in the errors stream
+            self.mangled.update(t["id"] for t in page[:1])
         elif shape in (None, "errors_strings", "user_id_list"):
             intact = page
         else:
@@ -334,6 +337,10 @@ class Simulator:
             for username, ids in source.items():
                 served.setdefault(username, set()).update(ids)
         return web.json_response({k: sorted(v) for k, v in served.items()})
+
+    async def ctl_mangled(self, _: web.Request) -> web.Response:
+        """Tweet ids sent in a wrongly shaped object (a client quarantines those, unless sent intact later)."""
+        return web.json_response(sorted(self.mangled))
 
     async def ctl_stats(self, _: web.Request) -> web.Response:
         return web.json_response(
