@@ -85,7 +85,7 @@ def test_the_rules_name_only_metrics_the_daemon_exports(tmp_path, sim, s3_endpoi
         state_dir=tmp_path / "state",
     )
     daemon = Daemon(config, tmp_path / "daemon.log").start()
-    daemon.metrics_port()  # serving
+    daemon.wait_event("poll_done")  # the accounts are resolved: their series exist
     exported = {name for name, _ in scrape(daemon)}
     daemon.terminate()
     used = {m["name"] for rule in RULES for c in rule["expr"].split(" and ") if (m := CONDITION.fullmatch(c.strip()))}
