@@ -243,10 +243,10 @@ class Simulator:
             ]
             page = newest_first[:max_results]
             body = self.page_body(account, page, more=len(newest_first) > len(page), expansions=expansions_of(request))
-        if shape in ("bad_tweet_id", "refs_string", "mentions_string"):
-            intact = page[1:]  # the first tweet is mangled: it lands in the errors stream
+        if shape in ("bad_tweet_id", "refs_string", "mentions_string", "user_id_list"):
+            intact = page[1:]  # the first tweet is mangled (its id a list, ...): it lands in the errors stream
             self.mangled.update(t["id"] for t in page[:1])
-        elif shape in (None, "errors_strings", "user_id_list"):
+        elif shape in (None, "errors_strings"):
             intact = page
         else:
             intact = []  # the whole answer is unusable
