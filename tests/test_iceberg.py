@@ -21,7 +21,7 @@ from compactor.lake import Lake
 from compactor.maintenance import maintain
 from compactor.migrate import legacy_hours, migrate_hour
 from compactor.tables import TWEETS, USERS
-from tests.helpers import HOUR, PAGE, REPO, ids, timeline_lines
+from tests.helpers import HOUR, PAGE, REPO, ids, timeline_lines, wait_until
 from tweetlake.config import build_config
 from tweetlake.landing import Hour
 
@@ -184,6 +184,7 @@ from tweetlake.config import build_config
 from tweetlake.landing import Hour
 uris = {{"landing": {{"uri": "file://{tmp_path}/landing"}}, "tables": {{"uri": "file://{tmp_path}/tables"}}}}
 table = Lake.from_config(build_config(uris, environ={{}})).table(TWEETS)
+Path("{tmp_path}", sys.argv[1]).touch()  # loaded: this run's base is the current snapshot
 while not Path("{barrier}").exists():
     time.sleep(0.01)
 try:
@@ -196,7 +197,7 @@ except iceberg.ConcurrentCompaction as exc:
         subprocess.Popen([sys.executable, "-c", script, f"run-{n}"], cwd=REPO, stdout=subprocess.PIPE, text=True)
         for n in range(2)
     ]
-    time.sleep(3)  # both have loaded the table
+    wait_until(lambda: all((tmp_path / f"run-{n}").exists() for n in range(2)), message="both loaded the table")
     barrier.touch()
     outcomes = sorted(run.communicate(timeout=120)[0].strip() for run in runs)
     assert outcomes[0].startswith("lost: tweetlake.tweets hour 2026-11-25T10 was committed by run run-")
