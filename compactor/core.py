@@ -37,40 +37,59 @@ class Counts:
 
 
 class IdSet:
-    """Tweet ids seen so far, as integers where the id is canonical (the rest, rare, as strings)."""
+    """Tweet ids seen so far: canonical ids as sorted uint64 runs (8 bytes an id), the rest as strings.
+
+    A run per batch, merged with the previous one while that one is no larger (as a binary counter
+    carries), so adding n ids costs O(n log n) and a lookup searches O(log n) runs.
+    """
 
     def __init__(self) -> None:
-        self._ints: set[int] = set()
+        self._runs: list[np.ndarray] = []
         self._strings: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self._ints) + len(self._strings)
+        return sum(len(run) for run in self._runs) + len(self._strings)
 
     def add_new(self, ids: pa.Array) -> np.ndarray:
         """Add ``ids`` in order; the mask of those seen for the first time (repeats in ``ids`` too)."""
         ints, canonical = canonical_ints(ids)
-        strings = ids.to_pylist() if not canonical.all() else None
         fresh = np.zeros(len(ids), dtype=bool)
-        for index, (number, is_int) in enumerate(zip(ints.tolist(), canonical.tolist(), strict=True)):
-            seen, key = (self._ints, number) if is_int else (self._strings, strings[index])  # type: ignore[index]
-            if key not in seen:
-                seen.add(key)
-                fresh[index] = True
+        positions = np.flatnonzero(canonical)
+        unique, first = np.unique(ints[positions], return_index=True)
+        new = ~self._contains(unique)
+        fresh[positions[first[new]]] = True
+        self._push(unique[new])
+        if not canonical.all():
+            strings = ids.to_pylist()
+            for index in np.flatnonzero(~canonical).tolist():
+                if strings[index] not in self._strings:
+                    self._strings.add(strings[index])
+                    fresh[index] = True
         return fresh
-
-    def __contains__(self, tweet_id: str) -> bool:
-        ints, canonical = canonical_ints(pa.array([tweet_id], pa.string()))
-        return int(ints[0]) in self._ints if canonical[0] else tweet_id in self._strings
 
     def found_in(self, ids: pa.Array) -> list[str]:
         """The ids of ``ids`` that are in this set (a scan of other hours' ids, batch by batch)."""
         ints, canonical = canonical_ints(ids)
-        mine = np.fromiter(self._ints, dtype=np.uint64, count=len(self._ints))
-        hit = canonical & np.isin(ints, mine)
+        hit = canonical & self._contains(ints)
         if not canonical.all():
             strings = ids.to_pylist()
             hit |= np.array([not c and s in self._strings for c, s in zip(canonical, strings, strict=True)])
         return [ids[int(i)].as_py() for i in np.flatnonzero(hit)]
+
+    def _contains(self, values: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(values), dtype=bool)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, values), len(run) - 1)
+            found |= run[at] == values
+        return found
+
+    def _push(self, run: np.ndarray) -> None:
+        if not len(run):
+            return
+        self._runs.append(run)
+        while len(self._runs) > 1 and len(self._runs[-2]) <= len(self._runs[-1]):
+            last = self._runs.pop()
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
 
 
 def canonical_ints(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:

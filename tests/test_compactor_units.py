@@ -47,6 +47,21 @@ def test_ids_that_are_not_canonical_numbers_are_kept_apart_from_their_numeric_lo
     ]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40).map(str) | st.sampled_from(["07", "", "9" * 25]), max_size=12)))
+def test_ids_seen_across_many_batches_answer_as_a_plain_set_would(batches):
+    seen, reference = IdSet(), set()
+    for batch in batches:
+        expected = []
+        for tweet_id in batch:
+            expected.append(tweet_id not in reference)
+            reference.add(tweet_id)
+        assert seen.add_new(pa.array(batch, pa.string())).tolist() == expected
+    probe = [str(n) for n in range(45)] + ["07", ""]
+    assert seen.found_in(pa.array(probe, pa.string())) == [i for i in probe if i in reference]
+    assert len(seen) == len(reference)
+
+
 def test_each_author_keeps_its_latest_snapshot_and_a_tie_goes_to_the_later_row():
     core = HourCompaction()
     core.take_users(_users(("1", 5, "old"), ("2", 1, "b")))
