@@ -22,6 +22,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +41,7 @@ from compactor.flatten import Rejected, flatten_tweet, flatten_users
 from compactor.lake import Lake
 from compactor.lease import Lease
 from compactor.manifest import write_manifest
-from compactor.reading import FileFailed, read_flattened
+from compactor.reading import FileFailed, Flattening, Item
 from compactor.tables import TWEETS, USERS, Table, lease_file, rejected_file, staging_dir
 from compactor.writers import PartFiles, RejectedFile
 from tweetlake.config import Config
@@ -115,7 +116,22 @@ class _HourRun:
         self.staging = storage.tables.arrow_path(staging_dir(hour, run_id))
 
     def run(self, lease: Lease) -> HourReport:
-        tables = {t.name: self.lake.table(t) for t in (TWEETS, USERS)}
+        inputs = self._inputs()
+        self.report.inputs = [{"key": key, "size": size} for _, key, size in inputs]
+        landed = [(path, key) for path, key, _ in inputs if parse_file_name(key)]
+        workers = self.options.workers or os.cpu_count() or 1
+        paths = [path for path, _ in landed]
+        with Flattening(self.fs, paths, workers=workers, max_line_bytes=self.options.max_line_bytes) as items:
+            return self._run(lease, inputs, landed, items)
+
+    def _run(
+        self,
+        lease: Lease,
+        inputs: list[tuple[str, str, int]],
+        landed: list[tuple[str, str]],
+        items: Iterator[tuple[int, Item]],
+    ) -> HourReport:
+        tables = {t.name: self.lake.table(t) for t in (TWEETS, USERS)}  # while the workers parse
         data = {
             name: PartFiles(
                 self.fs,
@@ -141,7 +157,7 @@ class _HourRun:
         rejected = RejectedFile(self.fs, f"{self.staging}/rejected.ndjson")
         uncommitted = set(tables)
         try:
-            self._read(data, csv, rejected, tables)
+            self._read(inputs, landed, items, data, csv, rejected, tables)
             users = self.core.users()
             for batch in users.to_batches():
                 data["users"].write(batch)
@@ -184,18 +200,20 @@ class _HourRun:
         return found
 
     def _read(
-        self, data: dict[str, PartFiles], csv: dict[str, PartFiles], rejected: RejectedFile, tables: dict[str, Any]
+        self,
+        inputs: list[tuple[str, str, int]],
+        landed: list[tuple[str, str]],
+        items: Iterator[tuple[int, Item]],
+        data: dict[str, PartFiles],
+        csv: dict[str, PartFiles],
+        rejected: RejectedFile,
+        tables: dict[str, Any],
     ) -> None:
-        inputs = self._inputs()
-        self.report.inputs = [{"key": key, "size": size} for _, key, size in inputs]
-        landed = [(path, key) for path, key, _ in inputs if parse_file_name(key)]
         for _, key, _ in inputs:
             if not parse_file_name(key):  # every object is accounted for: compacted or rejected
                 self.core.records_read(1)
                 self._reject(rejected, key, None, f"not a landing file name: {key.rsplit('/', 1)[-1]!r}", None)
-        workers = self.options.workers or os.cpu_count() or 1
-        paths = [path for path, _ in landed]
-        for index, item in read_flattened(self.fs, paths, workers=workers, max_line_bytes=self.options.max_line_bytes):
+        for index, item in items:
             uri = self.storage.landing.uri(landed[index][1])
             if isinstance(item, Unreadable):
                 self.core.records_read(1)
@@ -354,11 +372,11 @@ def _without(fs: Any, data: PartFiles, csv: PartFiles, ids: list[str]) -> tuple[
     new_data, new_csv = data.renamed("dedup"), csv.renamed("dedup")
     for path in data.close():
         with fs.open_input_file(path) as handle:
-            table = pq.read_table(handle)
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=8192):  # a part can hold 1M rows
+                kept = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=drop)))
+                new_data.write(kept)
+                new_csv.write(kept)
         fs.delete_file(path)
-        for batch in table.filter(pc.invert(pc.is_in(table.column("id"), value_set=drop))).to_batches():
-            new_data.write(batch)
-            new_csv.write(batch)
     for path in csv.close():
         fs.delete_file(path)
     return new_data, new_csv

@@ -49,29 +49,39 @@ class _Stream:
     ended: bool = False
 
 
-def read_flattened(
-    fs: pafs.FileSystem, paths: list[str], *, workers: int, max_line_bytes: int
-) -> Iterator[tuple[int, Item]]:
-    """(index into ``paths``, item) for every batch of rows, unreadable part or failure, in file order."""
-    count = max(1, min(workers, len(paths)))
-    streams = [_Stream(list(range(w, len(paths), count))) for w in range(count)]
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=_work, args=(fs, paths, s, max_line_bytes, stop), name=f"flatten-{n}", daemon=True)
-        for n, s in enumerate(streams)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        for index in range(len(paths)):
-            stream = streams[index % count]
-            yield from ((index, part) for part in _take_file(stream, index))
-    finally:
-        stop.set()
-        for stream in streams:  # unblock a worker waiting on a full queue
+class Flattening:
+    """Landed files flattened by parallel workers: ``with Flattening(...) as items`` gives
+    (index into ``paths``, item) for every batch of rows, unreadable part or failure, in file order.
+
+    The workers start at once, not at the first item: the caller prepares its outputs (the
+    catalog, the tables) while they parse. Leaving the ``with`` block stops and joins them.
+    """
+
+    def __init__(self, fs: pafs.FileSystem, paths: list[str], *, workers: int, max_line_bytes: int) -> None:
+        count = max(1, min(workers, len(paths)))
+        self._files = len(paths)
+        self._streams = [_Stream(list(range(w, len(paths), count))) for w in range(count)]
+        self._stop = threading.Event()
+        work = (fs, paths, max_line_bytes, self._stop)
+        self._threads = [
+            threading.Thread(target=_work, args=(s, *work), name=f"flatten-{n}", daemon=True)
+            for n, s in enumerate(self._streams)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> Iterator[tuple[int, Item]]:
+        count = len(self._streams)
+        return (
+            (index, part) for index in range(self._files) for part in _take_file(self._streams[index % count], index)
+        )
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for stream in self._streams:  # unblock a worker waiting on a full queue
             while not stream.results.empty():
                 stream.results.get_nowait()
-        for thread in threads:
+        for thread in self._threads:
             thread.join()
 
 
@@ -101,7 +111,7 @@ def _take_file(stream: _Stream, index: int) -> Iterator[Item]:
     yield from stream.other.pop(index, [])
 
 
-def _work(fs: pafs.FileSystem, paths: list[str], stream: _Stream, max_line_bytes: int, stop: threading.Event) -> None:
+def _work(stream: _Stream, fs: pafs.FileSystem, paths: list[str], max_line_bytes: int, stop: threading.Event) -> None:
     def put(item: object) -> None:
         while not stop.is_set():
             try:

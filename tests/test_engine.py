@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +19,7 @@ from hypothesis import strategies as st
 from compactor import schema
 from compactor.engine import INPUT, Engine
 from compactor.flatten import Rejected, flatten_tweet, flatten_users
+from compactor.reading import Flattening
 from tweetlake.landing import decode_line, encode_line, tweet_record
 
 DATA = Path(__file__).parent / "data" / "xapi"
@@ -182,3 +186,15 @@ def _line(record: Any) -> bytes:
 @given(st.lists(mutated_records(), min_size=1, max_size=12))
 def test_on_mutated_records_the_engine_agrees_with_the_reference_or_defers_to_it(engine, records):
     _compare(engine, [_line(r) for r in records])
+
+
+def test_leaving_a_flattening_early_stops_and_joins_its_workers(tmp_path):
+    lines = b"".join(_line(record) for record in _recorded_records())
+    paths = []
+    for number in range(6):
+        path = tmp_path / f"{number}.ndjson.gz"
+        path.write_bytes(gzip.compress(lines * 5))
+        paths.append(str(path))
+    with Flattening(pafs.LocalFileSystem(), paths, workers=2, max_line_bytes=1 << 20) as items:
+        assert next(items)[0] == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("flatten-")]
