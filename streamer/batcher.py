@@ -3,7 +3,10 @@
 Closing at the hour boundary keeps every landed file inside one collection-hour partition,
 so the compactor can take an hour's files as they are. A ``Mark`` closes every open batch and
 travels in a batch of its own, so the spooler applies it only after all that came before it is
-durable.
+durable. For the same reason a batch never closes alone: every open batch closes with it, the
+others first. The spooler makes batches durable in queue order, and a tweets batch advances the
+checkpoint past everything read before its last tweet, an object quarantined in the errors
+stream included (a kill between the two must not lose that object).
 """
 
 from __future__ import annotations
@@ -42,13 +45,18 @@ class Batcher:
         return min(b.opened_at for b in self._open.values()) + self._max_age_s - self._clock()
 
     async def _emit(self, stream: str) -> None:
-        batch = self._open.pop(stream)
-        await self._batches.put(batch)
+        """Close ``stream``'s batch, after every other open one."""
+        for other in [s for s in self._open if s != stream] + [stream]:
+            await self._batches.put(self._open.pop(other))
+
+    async def _emit_all(self) -> None:
+        for stream in list(self._open):
+            await self._batches.put(self._open.pop(stream))
 
     async def _emit_aged(self) -> None:
         now = self._clock()
-        for stream in [s for s, b in self._open.items() if now - b.opened_at >= self._max_age_s]:
-            await self._emit(stream)
+        if any(now - b.opened_at >= self._max_age_s for b in self._open.values()):
+            await self._emit_all()
 
     async def run(self) -> None:
         while True:
@@ -60,13 +68,11 @@ class Batcher:
                 await self._emit_aged()
                 continue
             if isinstance(item, Flush):
-                for stream in list(self._open):
-                    await self._emit(stream)
+                await self._emit_all()
                 await self._batches.put(FLUSH)
                 return
             if isinstance(item, Mark):
-                for stream in list(self._open):
-                    await self._emit(stream)
+                await self._emit_all()
                 await self._batches.put(Batch("", Hour.of(datetime.now(UTC)), self._clock(), marks=[item]))
                 continue
             await self.add(item)

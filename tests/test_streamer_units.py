@@ -62,6 +62,12 @@ def test_batches_close_on_count_bytes_and_hour():
     assert [str(b.hour) for b in across[:-1]] == ["2026-11-25T10", "2026-11-25T11"]
 
 
+def test_an_error_read_before_a_tweet_is_never_made_durable_after_that_tweets_batch():
+    error = Item("errors", b'{"error": {"reason": "tweet.id is not a numeric id string"}}\n', T0, "a")
+    out = _run_batcher([_item(1), error, _item(2)], max_records=2)
+    assert [(b.stream, len(b.lines)) for b in out[:-1]] == [("errors", 1), ("tweets", 2)]
+
+
 def test_batches_close_on_age():
     async def go():
         inq, outq = asyncio.Queue(), asyncio.Queue()
