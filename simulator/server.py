@@ -27,7 +27,7 @@ from simulator.world import World
 
 # Wrongly shaped 200 answers: the body of a healthy answer, mangled one way.
 SHAPE_FAULTS = (
-    "bad_tweet_id",  # the newest tweet's id is "²" (a digit to str.isdigit, not to int)
+    "bad_tweet_id",  # the newest tweet's id ends in "²" (a digit to str.isdigit, not to int; still traceable)
     "meta_list",  # meta is a list
     "errors_strings",  # errors entries are strings
     "refs_string",  # a tweet's referenced_tweets is a string
@@ -390,7 +390,7 @@ def mangle(body: dict[str, Any], shape: str | None) -> Any:
     tweets = body.get("data") or [{}]
     first = tweets[0] if isinstance(tweets[0], dict) else {}
     if shape == "bad_tweet_id":
-        first["id"] = "\u00b2"
+        first["id"] = f"{first.get('id', '')}\u00b2"
     elif shape == "meta_list":
         body["meta"] = [body.get("meta")]
     elif shape == "errors_strings":
