@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import os
 import signal
@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from tweetlake.landing import Hour, encode_line, tweet_record
+from tweetlake.landing import Hour, Unreadable, encode_line, iter_records, tweet_record
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "tl-test-bearer-5f0c1d9e8a7b"
@@ -164,15 +164,42 @@ def landed_lines_s3(endpoint: str, bucket: str, prefix: str, stream: str = "twee
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{stream}/"):
         for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            lines.extend(json.loads(line) for line in gzip.decompress(body).splitlines())
+            lines.extend(landed_records(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()))
     return lines
+
+
+def landed_records(body: bytes) -> list[dict[str, Any]]:
+    """The records of one landed file, read by the landing contract's reader; all must be readable."""
+    records = []
+    for item in iter_records(io.BytesIO(body)):
+        assert not isinstance(item, Unreadable), f"an unreadable landed line: {item}"
+        records.append(item[1])
+    return records
+
+
+class LandedS3:
+    """Landed lines under a prefix, read as they arrive: a landed key never changes, so each object
+    is fetched once (a long chaos run lands tens of thousands of small files)."""
+
+    def __init__(self, endpoint: str, bucket: str, prefix: str) -> None:
+        self._s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        self._bucket, self._prefix = bucket, prefix
+        self._lines: dict[str, list[dict[str, Any]]] = {}
+
+    def lines(self, stream: str = "tweets") -> list[dict[str, Any]]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{self._prefix}/{stream}/"):
+            for obj in page.get("Contents", []):
+                if obj["Key"] not in self._lines:
+                    body = self._s3.get_object(Bucket=self._bucket, Key=obj["Key"])["Body"].read()
+                    self._lines[obj["Key"]] = landed_records(body)
+        return [line for key, found in self._lines.items() if f"/{stream}/" in key for line in found]
 
 
 def landed_lines_local(root: Path, stream: str = "tweets") -> list[dict[str, Any]]:
     lines = []
     for path in sorted((root / stream).rglob("*.ndjson.gz")):
-        lines.extend(json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines())
+        lines.extend(landed_records(path.read_bytes()))
     return lines
 
 

@@ -23,9 +23,9 @@ from simulator.server import Simulator, SimulatorThread
 from simulator.world import World
 from tests.helpers import (
     Daemon,
+    LandedS3,
     all_generated,
     compaction_dag,
-    landed_lines_s3,
     run_compaction,
     sim_get,
     sim_post,
@@ -227,10 +227,10 @@ def _mangled(sim: SimulatorThread) -> set[str]:
     return set(sim_get(sim.url, "/_sim/mangled"))
 
 
-def _quarantined(s3_endpoint: str, bucket: str) -> set[str]:
+def _quarantined(landed: LandedS3) -> set[str]:
     """Tweet ids landed raw in the errors stream as objects without the expected shape."""
     ids = set()
-    for line in landed_lines_s3(s3_endpoint, bucket, "chaos/landing", stream="errors"):
+    for line in landed.lines("errors"):
         value = line["error"].get("object")
         tweet_id = value.get("id") if isinstance(value, dict) else None
         if isinstance(tweet_id, list) and tweet_id:  # the simulator's user_id_list: [id]
@@ -240,8 +240,8 @@ def _quarantined(s3_endpoint: str, bucket: str) -> set[str]:
     return ids
 
 
-def _landed(s3_endpoint: str, bucket: str) -> set[str]:
-    return set(tweet_id_counts(landed_lines_s3(s3_endpoint, bucket, "chaos/landing")))
+def _tweet_ids(landed: LandedS3) -> set[str]:
+    return set(tweet_id_counts(landed.lines()))
 
 
 def _chaos(mode, scale, sim, s3, s3_endpoint, bucket, tmp_path) -> tuple[Figures, set[str]]:
@@ -267,16 +267,18 @@ def _chaos(mode, scale, sim, s3, s3_endpoint, bucket, tmp_path) -> tuple[Figures
     figures = chaos.run()
     generated = all_generated(sim.url)
     stopped = time.monotonic()
+    landed = LandedS3(s3_endpoint, bucket, "chaos/landing")
     # every tweet lands, or (only if X sent it wrongly shaped at the read that moved the
     # checkpoint past it) is quarantined raw in the errors stream: accounted for, never dropped
     wait_until(
-        lambda: _landed(s3_endpoint, bucket) | _quarantined(s3_endpoint, bucket) >= generated,
+        lambda: _tweet_ids(landed) | _quarantined(landed) >= generated,
         timeout=scale.drain_s,
+        interval=2.0,
         message=f"{len(generated)} tweets landed or quarantined",
     )
     figures.drained_s = time.monotonic() - stopped
     assert chaos.daemon and chaos.daemon.terminate(timeout=60) == 0
-    quarantined = _quarantined(s3_endpoint, bucket) - _landed(s3_endpoint, bucket)
+    quarantined = _quarantined(landed) - _tweet_ids(landed)
     assert quarantined <= _mangled(sim), "an intact tweet was quarantined"
     figures.quarantined = len(quarantined)
     expected = generated - quarantined
@@ -289,7 +291,7 @@ def _compact_every_hour(config: Path, s3_endpoint: str, bucket: str) -> list[str
     from compactor.lake import Lake
     from tweetlake.config import load_config
 
-    landed = landed_lines_s3(s3_endpoint, bucket, "chaos/landing")
+    landed = LandedS3(s3_endpoint, bucket, "chaos/landing").lines()
     dag = compaction_dag()
     for hour in sorted({Hour.parse(line["collected_at"]) for line in landed}):
         assert run_compaction(dag, hour, config).state == "success"
