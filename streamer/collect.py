@@ -28,6 +28,7 @@ from tweetlake.logs import get_logger
 log = get_logger("streamer.collect")
 TIMELINE_CAP = 3200  # the API serves at most this many of an account's newest tweets
 PAGE_SIZE = 100
+PAGE_ATTEMPTS = 3  # a wrongly shaped page is asked again this often before the whole read fails
 TWITTER_EPOCH_MS = 1288834974657
 
 
@@ -201,10 +202,13 @@ async def read_timeline(
 
     Handing on only the newer pages of a failed read would move the checkpoint past the unfetched
     older ones, so a read that fails midway returns ``failed`` and the caller asks again later.
+    A wrongly shaped page is landed raw and asked again (``PAGE_ATTEMPTS``) first: a backlog of
+    32 pages read all-or-nothing would otherwise rarely get through an API that garbles a few
+    answers in a hundred, and fall out of the 3,200 tweets X serves.
     """
     timeline = Timeline(account, since)
     token: str | None = None
-    payload: Any = None
+    bad_pages = 0
     try:
         while True:
             payload = await client.timeline_page(
@@ -214,7 +218,15 @@ async def read_timeline(
                 pagination_token=token,
                 max_results=max(5, min(PAGE_SIZE, limit - sum(len(p.tweets) for p, _ in timeline.pages))),
             )
-            page = timeline_page(payload)
+            try:
+                page = timeline_page(payload)
+            except BadShape as exc:
+                health.collection(ok=False)  # X answered, but with nothing usable
+                await emitter.bad_answer(str(exc), payload, account, via=via)
+                bad_pages += 1
+                if bad_pages < PAGE_ATTEMPTS:
+                    continue
+                raise
             timeline.pages.append((page, emitter.clock()))
             token = page.next_token
             if not token or sum(len(p.tweets) for p, _ in timeline.pages) >= limit:
@@ -229,9 +241,6 @@ async def read_timeline(
         timeline.failed = "account unavailable"
         return timeline
     except (ApiError, BadShape) as exc:
-        if isinstance(exc, BadShape):
-            health.collection(ok=False)  # X answered, but with nothing usable
-            await emitter.bad_answer(str(exc), payload, account, via=via)
         kind = exc.kind if isinstance(exc, ApiError) else "bad_shape"
         log.error("timeline_failed", account=account.username, error=str(exc), pages_discarded=len(timeline.pages))
         metrics.account_errors.labels(account.username, kind).inc()

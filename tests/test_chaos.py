@@ -83,6 +83,7 @@ class Figures:
     peak_rss_mb: float = 0.0
     drained_s: float = 0.0  # from the faults stopping to the last tweet landed
     quarantined: int = 0  # tweets sent wrongly shaped when last read: in the errors stream, not the table
+    timeline_gaps: int = 0  # reads that found more new tweets than X serves (some unreachable)
 
     def line(self) -> str:
         recovery = max(self.recovery_s, default=0.0)
@@ -102,6 +103,7 @@ class Figures:
                 "peak rss MB": round(self.peak_rss_mb, 1),
                 "backlog landed in s": round(self.drained_s, 1),
                 "quarantined": self.quarantined,
+                "timeline gaps": self.timeline_gaps,
             }
         )
 
@@ -278,6 +280,7 @@ def _chaos(mode, scale, sim, s3, s3_endpoint, bucket, tmp_path) -> tuple[Figures
     )
     figures.drained_s = time.monotonic() - stopped
     assert chaos.daemon and chaos.daemon.terminate(timeout=60) == 0
+    figures.timeline_gaps = chaos.log.read_text().count('"event": "timeline_gap"')
     quarantined = _quarantined(landed) - _tweet_ids(landed)
     assert quarantined <= _mangled(sim), "an intact tweet was quarantined"
     figures.quarantined = len(quarantined)
@@ -302,6 +305,8 @@ def _compact_every_hour(config: Path, s3_endpoint: str, bucket: str) -> list[str
 
 def _check(mode, scale, world_sim, faulty_s3, s3_endpoint, bucket, tmp_path) -> Figures:
     figures, expected = _chaos(mode, scale, world_sim, faulty_s3, s3_endpoint, bucket, tmp_path)
+    # the run never lets a backlog outgrow the 3,200 newest tweets X serves: none is unreachable
+    assert figures.timeline_gaps == 0, f"chaos: {figures.line()}"
     ids = _compact_every_hour(tmp_path / "c.toml", s3_endpoint, bucket)
     assert len(ids) == len(set(ids)), "a tweet is in the table twice"
     assert set(ids) == expected

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.collect import PAGE_ATTEMPTS
 from streamer.credentials import Credentials, Secret
 from streamer.health import Health
 from streamer.items import Mark
@@ -15,7 +16,7 @@ from streamer.metrics import Metrics
 from streamer.poller import PollSource
 from streamer.schedule import Activity, Schedule
 from streamer.xclient import XClient
-from tests.helpers import sim_get
+from tests.helpers import sim_get, sim_post
 from tweetlake.config import CollectConfig
 
 
@@ -79,6 +80,23 @@ def test_zero_history_starts_from_now_without_reading_a_tweet(sim, tmp_path, wor
     assert isinstance(mark, Mark) and (mark.kind, mark.account_id) == ("checkpoint", nasa_id(sim))
     assert mark.tweet_id > max(before)
     assert _tweet_ids(second) == [i for i in world_ids(45) if i not in before]
+
+
+def test_a_wrongly_shaped_page_is_asked_again_and_the_read_goes_through(sim, tmp_path, world_ids):
+    sim.simulator.world.generate(200, "NASA")  # three pages
+    sim_post(sim.url, "/_sim/faults", {"next": ["none", "none", "meta_list", "data_string"]})  # lookup, page 1
+    [first, _] = asyncio.run(_rounds(sim.url, tmp_path / "state.json", history_max_tweets=250))
+    assert _tweet_ids(first) == world_ids(240)
+    landed_raw = [item for item in first if b"answer without the expected shape" in getattr(item, "line", b"")]
+    assert len(landed_raw) == 2  # both bodies, in the errors stream
+
+
+def test_a_page_wrongly_shaped_at_every_attempt_fails_the_read_and_the_next_round_reads_it(sim, tmp_path, world_ids):
+    sim.simulator.world.generate(200, "NASA")  # three pages
+    sim_post(sim.url, "/_sim/faults", {"next": ["none", "none", *["meta_list"] * PAGE_ATTEMPTS]})
+    [first, second] = asyncio.run(_rounds(sim.url, tmp_path / "state.json", history_max_tweets=250))
+    assert _tweet_ids(first) == []
+    assert _tweet_ids(second) == world_ids(240)
 
 
 # -- the schedule ---------------------------------------------------------------------------------
