@@ -167,7 +167,7 @@ class _HourRun:
             csv_paths = {name: files.close() for name, files in csv.items()}
             rejected.close()
             self._count()
-            self.report.problems = self._check(parquet_paths, csv_paths)
+            self.report.problems = self._check(parquet_paths, csv)
             if self.report.problems:
                 log.error("hour_invalid", hour=str(self.hour), problems=self.report.problems, run_id=self.report.run_id)
                 self._discard(parquet_paths)
@@ -259,7 +259,7 @@ class _HourRun:
         self.report.rejected_reasons = dict(counts.rejected_reasons)
         self.report.users_out = counts.users_out
 
-    def _check(self, parquet: dict[str, list[str]], csv: dict[str, list[str]]) -> list[str]:
+    def _check(self, parquet: dict[str, list[str]], csv: dict[str, PartFiles]) -> list[str]:
         """Every staged file read back, the files side by side (Arrow reads without the GIL)."""
         rows = {"tweets": self.report.rows_out, "users": self.report.users_out}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="check") as pool:
@@ -267,10 +267,9 @@ class _HourRun:
             for name in ("tweets", "users"):
                 schema = _table(name).schema
                 checks.append(pool.submit(check_parquet, self.fs, name, parquet[name], schema, rows[name]))
+                parts = csv[name]
                 checks.append(
-                    pool.submit(
-                        check_csv, self.fs, f"{name} csv", csv[name], schema, rows[name], self.options.max_line_bytes
-                    )
+                    pool.submit(check_csv, self.fs, f"{name} csv", parts.paths, schema, rows[name], parts.widest_row)
                 )
             return check_counts(self.core.counts) + [problem for check in checks for problem in check.result()]
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -34,6 +35,7 @@ class PartFiles:
         self._rows_in_part = 0
         self.paths: list[str] = []
         self.rows = 0
+        self.widest_row = 0  # csv: an upper bound of the bytes of any row written (what reading it back needs)
 
     def renamed(self, suffix: str) -> PartFiles:
         """A new, empty set of parts in the same directory, named apart from these."""
@@ -59,7 +61,10 @@ class PartFiles:
                 self._open()
             take = min(batch.num_rows - offset, self._max_rows - self._rows_in_part)
             piece = batch.slice(offset, take)
-            self._writer.write_batch(csvfiles.encode(piece) if self._fmt == "csv" else piece)
+            if self._fmt == "csv":
+                piece = csvfiles.encode(piece)
+                self.widest_row = max(self.widest_row, _widest_row(piece))
+            self._writer.write_batch(piece)
             self._rows_in_part += take
             self.rows += take
             offset += take
@@ -73,6 +78,15 @@ class PartFiles:
     def close(self) -> list[str]:
         self._close_part()
         return self.paths
+
+
+def _widest_row(batch: pa.RecordBatch) -> int:
+    """At least the CSV bytes of the widest row: the widest cell of each column, quotes doubled."""
+    widest = 32 * batch.num_columns  # a number, a timestamp, separators
+    for column in batch.columns:
+        if pa.types.is_string(column.type) and len(column):
+            widest += 2 * (pc.max(pc.binary_length(column)).as_py() or 0)
+    return widest
 
 
 class RejectedFile:

@@ -164,6 +164,13 @@ def _edited(line: bytes, edit) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode() + b"\n"
 
 
+def test_a_row_wider_than_the_csv_readers_default_block_is_published_and_checked(lake, land):
+    good = timeline_lines()
+    land([_edited(good[0], lambda r: r["tweet"].update(text="\u00e9" * (3 << 20)))])  # 6 MB of UTF-8
+    report = compact_hour(lake, HOUR, Options(max_line_bytes=8 << 20))
+    assert report.valid and report.problems == [] and report.rows_out == 1
+
+
 def test_every_object_under_the_hour_is_compacted_or_rejected_with_a_reason(lake, land, tmp_path):
     good = timeline_lines()
     deep = b'{"v":1,"tweet":' + b"[" * 10_000 + b"]" * 10_000 + b"}\n"

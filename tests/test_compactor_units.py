@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compactor import csvfiles, schema
+from compactor.checks import check_csv
 from compactor.core import HourCompaction, IdSet
 from compactor.lease import HourLeased, Lease, LeaseLost, LocalLeaseStore, S3LeaseStore
+from compactor.writers import PartFiles
 
 T0 = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
@@ -144,3 +148,39 @@ def test_number_lists_are_json_arrays_that_read_back_to_the_same_doubles():
     batch = pa.RecordBatch.from_arrays([pa.array(values, pa.list_(pa.float64()))], names=["place_bbox"])
     cells = csvfiles.encode(batch).column("place_bbox").to_pylist()
     assert [None if c is None else json.loads(c) for c in cells] == values
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+    """A staged CSV of the users table, two rows, written by the compactor's own writer."""
+    parts = PartFiles(pafs.LocalFileSystem(), str(tmp_path), schema.USERS, "csv", max_rows=100, prefix="part")
+    parts.write(_users(("1", 0, "a"), ("2", 0, "b")))
+    return parts
+
+
+def test_the_csv_check_passes_a_file_that_reads_back_whole(small_csv):
+    paths = small_csv.close()
+    assert check_csv(pafs.LocalFileSystem(), "users csv", paths, schema.USERS, 2, small_csv.widest_row) == []
+
+
+def test_the_csv_check_fails_a_file_with_a_row_missing(small_csv):
+    paths = small_csv.close()
+    assert check_csv(pafs.LocalFileSystem(), "users csv", paths, schema.USERS, 3, small_csv.widest_row) == [
+        "users csv: the CSV holds 2 rows, expected 3"
+    ]
+
+
+def test_the_csv_check_fails_a_file_with_other_columns(small_csv):
+    [path] = small_csv.close()
+    text = Path(path).read_text()
+    Path(path).write_text(text.replace('"name"', '"nom"', 1))
+    [problem] = check_csv(pafs.LocalFileSystem(), "users csv", [path], schema.USERS, 2, small_csv.widest_row)
+    assert problem.endswith("does not have the table's columns")
+
+
+def test_the_csv_check_fails_a_file_whose_rows_do_not_parse(small_csv):
+    [path] = small_csv.close()
+    with open(path, "a") as out:
+        out.write('"3","c"\n')  # two cells where the table has more
+    [problem] = check_csv(pafs.LocalFileSystem(), "users csv", [path], schema.USERS, 3, small_csv.widest_row)
+    assert "does not parse" in problem
