@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compactor import csvfiles, schema
-from compactor.checks import check_csv
+from compactor.checks import check_csv, check_parquet
 from compactor.core import HourCompaction, IdSet
 from compactor.lease import HourLeased, Lease, LeaseLost, LocalLeaseStore, S3LeaseStore
 from compactor.writers import PartFiles
@@ -184,3 +184,31 @@ def test_the_csv_check_fails_a_file_whose_rows_do_not_parse(small_csv):
         out.write('"3","c"\n')  # two cells where the table has more
     [problem] = check_csv(pafs.LocalFileSystem(), "users csv", [path], schema.USERS, 3, small_csv.widest_row)
     assert "does not parse" in problem
+
+
+@pytest.fixture
+def tweet_parts(tmp_path):
+    """A staged Parquet part of the tweets table, written by the compactor's own writer."""
+    return PartFiles(pafs.LocalFileSystem(), str(tmp_path), schema.TWEETS, "parquet", max_rows=100, prefix="part")
+
+
+def test_the_parquet_check_passes_distinct_ids_in_the_expected_number(tweet_parts):
+    tweet_parts.write(_tweets("1", "2", "3"))
+    assert check_parquet(pafs.LocalFileSystem(), "tweets", tweet_parts.close(), schema.TWEETS, 3) == []
+
+
+def test_the_parquet_check_fails_an_id_written_twice_across_batches(tweet_parts):
+    tweet_parts.write(_tweets("1", "2"))
+    tweet_parts.write(_tweets("2"))
+    problems = check_parquet(pafs.LocalFileSystem(), "tweets", tweet_parts.close(), schema.TWEETS, 3)
+    assert problems == ["tweets: the data files hold duplicate ids"]
+
+
+def test_the_parquet_check_fails_a_row_count_and_a_schema_that_differ(tweet_parts):
+    tweet_parts.write(_tweets("1"))
+    paths = tweet_parts.close()
+    assert check_parquet(pafs.LocalFileSystem(), "tweets", paths, schema.TWEETS, 2) == [
+        "tweets: the data files hold 1 rows, expected 2"
+    ]
+    [problem, _] = check_parquet(pafs.LocalFileSystem(), "users", paths, schema.USERS, 1)
+    assert problem.endswith("does not have the table's schema")
