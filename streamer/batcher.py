@@ -44,19 +44,15 @@ class Batcher:
             return None
         return min(b.opened_at for b in self._open.values()) + self._max_age_s - self._clock()
 
-    async def _emit(self, stream: str) -> None:
-        """Close ``stream``'s batch, after every other open one."""
-        for other in [s for s in self._open if s != stream] + [stream]:
-            await self._batches.put(self._open.pop(other))
-
-    async def _emit_all(self) -> None:
-        for stream in list(self._open):
+    async def _emit(self, last: str | None = None) -> None:
+        """Close every open batch, ``last``'s after the others."""
+        for stream in sorted(self._open, key=lambda s: s == last):  # a stable sort: the rest keep their order
             await self._batches.put(self._open.pop(stream))
 
     async def _emit_aged(self) -> None:
         now = self._clock()
         if any(now - b.opened_at >= self._max_age_s for b in self._open.values()):
-            await self._emit_all()
+            await self._emit()
 
     async def run(self) -> None:
         while True:
@@ -68,11 +64,11 @@ class Batcher:
                 await self._emit_aged()
                 continue
             if isinstance(item, Flush):
-                await self._emit_all()
+                await self._emit()
                 await self._batches.put(FLUSH)
                 return
             if isinstance(item, Mark):
-                await self._emit_all()
+                await self._emit()
                 await self._batches.put(Batch("", Hour.of(datetime.now(UTC)), self._clock(), marks=[item]))
                 continue
             await self.add(item)

@@ -28,7 +28,7 @@ from tweetlake.logs import get_logger
 log = get_logger("streamer.collect")
 TIMELINE_CAP = 3200  # the API serves at most this many of an account's newest tweets
 PAGE_SIZE = 100
-PAGE_ATTEMPTS = 3  # a wrongly shaped page is asked again this often before the whole read fails
+PAGE_ATTEMPTS = 3  # wrongly shaped answers a read takes (each page asked again) before it fails
 TWITTER_EPOCH_MS = 1288834974657
 
 
@@ -202,9 +202,10 @@ async def read_timeline(
 
     Handing on only the newer pages of a failed read would move the checkpoint past the unfetched
     older ones, so a read that fails midway returns ``failed`` and the caller asks again later.
-    A wrongly shaped page is landed raw and asked again (``PAGE_ATTEMPTS``) first: a backlog of
-    32 pages read all-or-nothing would otherwise rarely get through an API that garbles a few
-    answers in a hundred, and fall out of the 3,200 tweets X serves.
+    A wrongly shaped answer is landed raw and its page asked again; the read fails at the
+    ``PAGE_ATTEMPTS``-th such answer: a backlog of 32 pages read all-or-nothing would otherwise
+    rarely get through an API that garbles a few answers in a hundred, and fall out of the 3,200
+    tweets X serves.
     """
     timeline = Timeline(account, since)
     token: str | None = None
