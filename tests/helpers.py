@@ -158,6 +158,19 @@ def sim_get(sim_url: str, path: str) -> Any:
         return json.loads(response.read())
 
 
+def sim_config(tmp_path: Path, sim: Any, bucket: str, endpoint_url: str, **kw: Any) -> Path:
+    """A daemon config in ``tmp_path``: the test simulator's accounts into ``s3://bucket/lake/landing``
+    through ``endpoint_url``, state in ``tmp_path/state``; ``kw`` as ``write_config`` takes them."""
+    return write_config(
+        tmp_path / "c.toml",
+        base_url=sim.url,
+        landing_uri=f"s3://{bucket}/lake/landing",
+        endpoint_url=endpoint_url,
+        state_dir=tmp_path / "state",
+        **kw,
+    )
+
+
 def landed_lines_s3(endpoint: str, bucket: str, prefix: str, stream: str = "tweets") -> list[dict[str, Any]]:
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     lines = []

@@ -10,7 +10,16 @@ import time
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import REPO, Daemon, all_generated, free_port, sim_post, wait_landed_s3, wait_until, write_config
+from tests.helpers import (
+    REPO,
+    Daemon,
+    all_generated,
+    free_port,
+    sim_config,
+    sim_post,
+    wait_landed_s3,
+    wait_until,
+)
 
 RULES = yaml.safe_load((REPO / "deploy" / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
 OPS = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge}
@@ -68,18 +77,6 @@ def firing(now: Series, at: float, before: Series | None = None) -> set[str]:
     return {rule["alert"] for rule in RULES if fires(rule["expr"], now, at, before)}
 
 
-def _config(tmp_path, sim, bucket, endpoint_url, **kw):
-    """A daemon config following the test simulator's accounts into ``s3://bucket/landing``."""
-    return write_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=f"s3://{bucket}/landing",
-        endpoint_url=endpoint_url,
-        state_dir=tmp_path / "state",
-        **kw,
-    )
-
-
 def test_every_rule_is_complete_and_in_the_evaluated_subset():
     for rule in RULES:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
@@ -89,7 +86,7 @@ def test_every_rule_is_complete_and_in_the_evaluated_subset():
 
 
 def test_the_rules_name_only_metrics_the_daemon_exports(tmp_path, sim, s3_endpoint, bucket):
-    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("poll_done")  # the accounts are resolved: their series exist
     exported = {name for name, _ in scrape(daemon)}
@@ -100,7 +97,7 @@ def test_the_rules_name_only_metrics_the_daemon_exports(tmp_path, sim, s3_endpoi
 
 def test_a_daemon_restarted_during_an_s3_outage_fires_unhealthy_and_uploads_stalled(tmp_path, sim, bucket):
     # nothing listens at the S3 endpoint: no upload ever succeeds
-    config = _config(
+    config = sim_config(
         tmp_path,
         sim,
         bucket,
@@ -117,18 +114,18 @@ def test_a_daemon_restarted_during_an_s3_outage_fires_unhealthy_and_uploads_stal
 
 
 def test_a_healthy_daemon_fires_nothing_even_when_quiet_for_long(tmp_path, sim, s3_endpoint, bucket):
-    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.metrics_port()  # serving
     before = scrape(daemon)
-    wait_landed_s3(s3_endpoint, bucket, "landing", all_generated(sim.url))
+    wait_landed_s3(s3_endpoint, bucket, "lake/landing", all_generated(sim.url))
     series, now = scrape(daemon), time.time()
     daemon.terminate()
     assert firing(series, now + 3600, before) == set()
 
 
 def test_a_spent_budget_fires_paused_and_not_unhealthy(tmp_path, sim, s3_endpoint, bucket):
-    config = _config(tmp_path, sim, bucket, s3_endpoint, extra="[cost]\nmonthly_budget_usd = 0.3\n")
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint, extra="[cost]\nmonthly_budget_usd = 0.3\n")
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("collection_paused")
     wait_until(lambda: json.loads(daemon.get("/healthz")[1])["status"] == "paused", timeout=10, message="paused")
@@ -139,7 +136,7 @@ def test_a_spent_budget_fires_paused_and_not_unhealthy(tmp_path, sim, s3_endpoin
 
 
 def test_a_timeline_gap_fires_timeline_gaps(tmp_path, sim, s3_endpoint, bucket):
-    config = _config(tmp_path, sim, bucket, s3_endpoint, users=("NASA",))
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint, users=("NASA",))
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("poll_done")
     assert daemon.terminate() == 0

@@ -18,8 +18,7 @@ from streamer.estimate import estimate, per_post_usd
 from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.spending import Spending, rates_of
-from tests.helpers import SECRET, Daemon, all_generated, sim_get, sim_post, wait_landed_s3, wait_until
-from tests.helpers import write_config as write_daemon_config
+from tests.helpers import SECRET, Daemon, all_generated, sim_config, sim_get, sim_post, wait_landed_s3, wait_until
 from tweetlake.config import CostConfig
 
 PAGE = json.loads((Path(__file__).parent / "data" / "xapi" / "users_id_tweets" / "005.json").read_text())
@@ -229,15 +228,7 @@ def _spend(metrics_text: str) -> dict[str, float]:
 
 
 def _config(tmp_path, sim, bucket, endpoint, cost: str = "", **kw):
-    return write_daemon_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=f"s3://{bucket}/lake/landing",
-        endpoint_url=endpoint,
-        state_dir=tmp_path / "state",
-        extra=f"[cost]\n{cost}\n",
-        **kw,
-    )
+    return sim_config(tmp_path, sim, bucket, endpoint, extra=f"[cost]\n{cost}\n", **kw)
 
 
 def test_our_spend_equals_the_simulators_bill_across_a_restart(tmp_path, sim, s3_endpoint, bucket):

@@ -22,8 +22,8 @@ from tests.helpers import (
     dag_bag,
     landed_lines_s3,
     run_compaction,
+    sim_config,
     wait_landed_s3,
-    write_config,
 )
 from tweetlake.landing import Hour, encode_line, landing_key, tweet_record
 
@@ -34,12 +34,11 @@ PAGE = json.loads((REPO / "tests/data/xapi/users_id_tweets/005.json").read_text(
 @pytest.fixture
 def config(tmp_path, bucket, s3_endpoint, sim):
     """Landing and tables on moto's S3; the SQL catalog on this host's disk (tables.catalog_uri)."""
-    return write_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=f"s3://{bucket}/lake/landing",
-        endpoint_url=s3_endpoint,
-        state_dir=tmp_path / "state",
+    return sim_config(
+        tmp_path,
+        sim,
+        bucket,
+        s3_endpoint,
         extra=f'[tables]\nuri = "s3://{bucket}/lake/tables"\nlookback_hours = 6\n'
         f'catalog_uri = "sqlite:///{tmp_path}/catalog.db"\n',
     )

@@ -14,11 +14,11 @@ from tests.helpers import (
     all_generated,
     assert_landed_exactly_once,
     landed_lines_s3,
+    sim_config,
     sim_get,
     sim_post,
     wait_landed_s3,
     wait_until,
-    write_config,
 )
 
 STREAM = """
@@ -34,12 +34,11 @@ def stream_sim(sim):
 
 
 def _config(tmp_path, sim, bucket, endpoint, *, users=("XDevelopers", "NASA", "tweetlake_demo"), extra=""):
-    return write_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=f"s3://{bucket}/lake/landing",
-        endpoint_url=endpoint,
-        state_dir=tmp_path / "state",
+    return sim_config(
+        tmp_path,
+        sim,
+        bucket,
+        endpoint,
         users=users,
         mode="stream",
         extra=STREAM + extra,

@@ -15,6 +15,7 @@ from tests.helpers import (
     assert_landed_exactly_once,
     free_port,
     landed_lines_s3,
+    sim_config,
     sim_get,
     sim_post,
     tweet_id_counts,
@@ -24,24 +25,8 @@ from tests.helpers import (
 )
 
 
-def _landing(bucket: str) -> str:
-    return f"s3://{bucket}/lake/landing"
-
-
-def _config(tmp_path, sim, bucket: str, endpoint: str, **batch):
-    """A daemon config: the simulator, landing under s3://bucket/lake/landing, state in tmp_path/state."""
-    return write_config(
-        tmp_path / "c.toml",
-        base_url=sim.url,
-        landing_uri=_landing(bucket),
-        endpoint_url=endpoint,
-        state_dir=tmp_path / "state",
-        **batch,
-    )
-
-
 def test_collects_into_s3_exactly_once_and_flushes_on_sigterm(tmp_path, sim, s3_endpoint, bucket):
-    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("poll_done")
     sim_post(sim.url, "/_sim/generate", {"count": 30})
@@ -90,7 +75,7 @@ def _catches_sigterm(pid: int) -> bool:
 
 
 def test_sigterm_during_start_up_exits_0(tmp_path, sim, s3_endpoint, bucket):
-    daemon = Daemon(_config(tmp_path, sim, bucket, s3_endpoint), tmp_path / "daemon.log").start()
+    daemon = Daemon(sim_config(tmp_path, sim, bucket, s3_endpoint), tmp_path / "daemon.log").start()
     assert daemon.proc
     # the first moment SIGTERM is ours to handle (the interpreter's own start is not), long before the service is up
     wait_until(lambda: _catches_sigterm(daemon.proc.pid), timeout=20, interval=0.005, message="SIGTERM handled")
@@ -99,7 +84,7 @@ def test_sigterm_during_start_up_exits_0(tmp_path, sim, s3_endpoint, bucket):
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, sim, s3_endpoint, bucket):
     rng = random.Random(20261125)
-    config = _config(tmp_path, sim, bucket, s3_endpoint, max_records=7, max_age_s=0.2, poll_interval_s=0.1)
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint, max_records=7, max_age_s=0.2, poll_interval_s=0.1)
     log = tmp_path / "daemon.log"
     for _round in range(5):
         daemon = Daemon(config, log).start()
@@ -119,7 +104,9 @@ def test_s3_outage_spools_applies_backpressure_and_recovers(tmp_path, sim, s3_en
 
     port = free_port()
     outage_endpoint = f"http://127.0.0.1:{port}"
-    config = _config(tmp_path, sim, bucket, outage_endpoint, max_records=10, max_bytes=20_000, max_spool_bytes=20_000)
+    config = sim_config(
+        tmp_path, sim, bucket, outage_endpoint, max_records=10, max_bytes=20_000, max_spool_bytes=20_000
+    )
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     daemon.wait_event("upload_failed")
     daemon.wait_event("backpressure_on")
@@ -149,7 +136,7 @@ def test_api_faults_are_retried_counted_and_lose_nothing(tmp_path, sim, s3_endpo
     # "slow" stalls past the client's 2 s timeout: a network-level failure
     sim_post(sim.url, "/_sim/faults", {"next": ["429", "500", "502html", "malformed", "slow", "429"], "slow_s": 2.5})
     sim_post(sim.url, "/_sim/suspend", {"username": "tweetlake_demo"})
-    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     ids = {k: set(v) for k, v in sim_get(sim.url, "/_sim/ids").items()}
     expected = ids["XDevelopers"] | ids["NASA"]
@@ -184,7 +171,7 @@ def test_full_disk_is_logged_retried_counted_and_loses_nothing(tmp_path, sim, s3
     try:
         port = free_port()
         endpoint = f"http://127.0.0.1:{port}"
-        config = _config(tmp_path, sim, bucket, endpoint, max_records=20)
+        config = sim_config(tmp_path, sim, bucket, endpoint, max_records=20)
         daemon = Daemon(config, tmp_path / "daemon.log").start()
         sim_post(sim.url, "/_sim/generate", {"count": 600})
         daemon.wait_event("spool_write_failed", timeout=30)
@@ -211,7 +198,7 @@ def test_wrongly_shaped_answers_land_as_errors_and_collection_goes_on(tmp_path, 
     from simulator.server import SHAPE_FAULTS
 
     sim_post(sim.url, "/_sim/faults", {"next": ["user_id_list", *[f for f in SHAPE_FAULTS if f != "user_id_list"]]})
-    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint)
     daemon = Daemon(config, tmp_path / "daemon.log").start()
     wait_until(lambda: sim_get(sim.url, "/_sim/stats")["faults_injected"].keys() >= set(SHAPE_FAULTS), timeout=30)
     sim_post(sim.url, "/_sim/generate", {"count": 12})
@@ -245,7 +232,7 @@ def test_a_second_daemon_on_the_same_state_dir_exits_2_naming_the_dir_and_the_ho
 
     from tests.helpers import REPO
 
-    config = _config(tmp_path, sim, bucket, s3_endpoint)
+    config = sim_config(tmp_path, sim, bucket, s3_endpoint)
     first = Daemon(config, tmp_path / "daemon.log").start()
     first.wait_event("started")
     second = subprocess.run(
@@ -270,7 +257,7 @@ def test_two_daemons_with_the_same_writer_id_never_overwrite_each_others_files(t
         config = write_config(
             tmp_path / f"{name}.toml",
             base_url=sim.url,
-            landing_uri=_landing(bucket),
+            landing_uri=f"s3://{bucket}/lake/landing",
             endpoint_url=s3_endpoint,
             state_dir=tmp_path / f"state-{name}",
             max_records=5,
