@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from compactor import schema
 
 _ORDER = "__order"
+_MIN_REDUCE_ROWS = 50_000  # author rows gathered before the first reduction
 
 
 @dataclass
@@ -112,7 +113,9 @@ class HourCompaction:
     def __init__(self) -> None:
         self.counts = Counts()
         self.ids = IdSet()
-        self._users: pa.Table | None = None
+        self._users: pa.Table | None = None  # latest snapshot per author of the rows reduced so far
+        self._pending: list[pa.Table] = []  # author rows not reduced yet
+        self._pending_rows = 0
         self._user_rows = 0
 
     def records_read(self, count: int) -> None:
@@ -136,9 +139,17 @@ class HourCompaction:
             return
         order = np.arange(self._user_rows, self._user_rows + batch.num_rows, dtype=np.int64)
         self._user_rows += batch.num_rows
-        table = pa.Table.from_batches([batch]).append_column(_ORDER, pa.array(order))
-        combined = table if self._users is None else pa.concat_tables([self._users, table])
-        self._users = _latest_per_id(combined)
+        self._pending.append(pa.Table.from_batches([batch]).append_column(_ORDER, pa.array(order)))
+        self._pending_rows += batch.num_rows
+        # Reduced once the rows held reach the size of the reduced table: an hour of mostly distinct
+        # authors costs O(n log n) in all, not a sort of everything so far per batch.
+        if self._pending_rows >= max(_MIN_REDUCE_ROWS, 0 if self._users is None else self._users.num_rows):
+            self._reduce()
+
+    def _reduce(self) -> None:
+        tables = self._pending if self._users is None else [self._users, *self._pending]
+        self._users = _latest_per_id(pa.concat_tables(tables))
+        self._pending, self._pending_rows = [], 0
 
     def drop_other_hours(self, ids: list[str]) -> None:
         """Ids found published in other hours: counted as duplicates; the caller filters its files."""
@@ -147,6 +158,8 @@ class HourCompaction:
 
     def users(self) -> pa.Table:
         """One row per author, by id."""
+        if self._pending:
+            self._reduce()
         if self._users is None:
             return schema.USERS.empty_table()
         users = self._users.drop_columns([_ORDER]).sort_by("id")

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compactor import core as core_module
 from compactor import csvfiles, schema
 from compactor.checks import check_csv, check_parquet
 from compactor.core import HourCompaction, IdSet
@@ -73,6 +74,24 @@ def test_each_author_keeps_its_latest_snapshot_and_a_tie_goes_to_the_later_row()
     users = core.users()
     assert [(r["id"], r["name"]) for r in users.to_pylist()] == [("1", "newer"), ("2", "b")]
     assert users.schema.names == schema.USERS.names and core.counts.users_out == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(st.sampled_from("12345"), st.integers(0, 3), st.text(max_size=2)), max_size=6)),
+    st.integers(1, 8),
+)
+def test_the_latest_snapshots_do_not_depend_on_when_the_rows_gathered_are_reduced(batches, reduce_rows):
+    latest: dict[str, tuple[int, int, str]] = {}  # id -> (minute, row number, name): the largest wins
+    for number, (user_id, minute, name) in enumerate(row for batch in batches for row in batch):
+        latest[user_id] = max(latest.get(user_id, (-1, -1, "")), (minute, number, name))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core_module, "_MIN_REDUCE_ROWS", reduce_rows)
+        core = HourCompaction()
+        for batch in batches:
+            core.take_users(_users(*batch))
+        users = core.users()
+    assert [(r["id"], r["name"]) for r in users.to_pylist()] == [(i, latest[i][2]) for i in sorted(latest)]
 
 
 def test_the_counts_balance_only_when_every_record_is_accounted_for():
