@@ -14,6 +14,11 @@ import pyarrow.parquet as pq
 from compactor import csvfiles
 from compactor.filesystems import open_output
 
+# A Parquet row group is written once this many bytes of rows are held: the flattening hands on
+# ~2,000 rows at a time, and a row group that small compresses worse, costs a zstd context per
+# column and makes every reader's metadata larger.
+ROW_GROUP_BYTES = 32 << 20
+
 
 class PartFiles:
     """One table's part files in one directory, a new part every ``max_rows`` rows.
@@ -33,6 +38,8 @@ class PartFiles:
         self._writer: Any = None
         self._stream: Any = None
         self._rows_in_part = 0
+        self._row_group: list[pa.RecordBatch] = []  # parquet: rows held for the next row group
+        self._row_group_bytes = 0
         self.paths: list[str] = []
         self.rows = 0
         self.widest_row = 0  # csv: an upper bound of the bytes of any row written (what reading it back needs)
@@ -64,13 +71,24 @@ class PartFiles:
             if self._fmt == "csv":
                 piece = csvfiles.encode(piece)
                 self.widest_row = max(self.widest_row, _widest_row(piece))
-            self._writer.write_batch(piece)
+                self._writer.write_batch(piece)
+            else:
+                self._row_group.append(piece)
+                self._row_group_bytes += piece.nbytes
+                if self._row_group_bytes >= ROW_GROUP_BYTES:
+                    self._write_row_group()
             self._rows_in_part += take
             self.rows += take
             offset += take
 
+    def _write_row_group(self) -> None:
+        if self._row_group:
+            self._writer.write_table(pa.Table.from_batches(self._row_group, schema=self._schema))
+            self._row_group, self._row_group_bytes = [], 0
+
     def _close_part(self) -> None:
         if self._writer is not None:
+            self._write_row_group()
             self._writer.close()
             self._stream.close()
             self._writer = None

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compactor import core as core_module
-from compactor import csvfiles, schema
+from compactor import csvfiles, schema, writers
 from compactor.checks import check_csv, check_parquet
 from compactor.core import HourCompaction, IdSet
 from compactor.lease import HourLeased, Lease, LeaseLost, LocalLeaseStore, S3LeaseStore
@@ -209,6 +210,25 @@ def test_the_csv_check_fails_a_file_whose_rows_do_not_parse(small_csv):
 def tweet_parts(tmp_path):
     """A staged Parquet part of the tweets table, written by the compactor's own writer."""
     return PartFiles(pafs.LocalFileSystem(), str(tmp_path), schema.TWEETS, "parquet", max_rows=100, prefix="part")
+
+
+def _row_groups(paths: list[str]) -> list[list[int]]:
+    return [[f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)] for f in map(pq.ParquetFile, paths)]
+
+
+def test_parquet_rows_fed_batch_by_batch_are_written_as_one_row_group_per_part(tweet_parts):
+    for start in range(0, 150, 10):
+        tweet_parts.write(_tweets(*(str(n) for n in range(start, start + 10))))
+    paths = tweet_parts.close()
+    assert _row_groups(paths) == [[100], [50]]
+    assert pa.concat_tables(pq.read_table(p) for p in paths).column("id").to_pylist() == [str(n) for n in range(150)]
+
+
+def test_a_parquet_row_group_is_written_once_its_bytes_are_reached(tweet_parts, monkeypatch):
+    monkeypatch.setattr(writers, "ROW_GROUP_BYTES", _tweets("1", "2", "3").nbytes)
+    for start in range(0, 8, 2):
+        tweet_parts.write(_tweets(str(start), str(start + 1)))
+    assert _row_groups(tweet_parts.close()) == [[4, 4]]
 
 
 def test_the_parquet_check_passes_distinct_ids_in_the_expected_number(tweet_parts):
