@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 import sys
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tweet-compactor: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(result, indent=1, default=str))
+    # Spare the interpreter's exit a collection over the whole heap (pyiceberg, pyarrow, duckdb:
+    # ~0.4 s of a 12 s run); memory goes back to the OS at exit either way.
+    gc.freeze()
     return code
 
 

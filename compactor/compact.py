@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from compactor import csvfiles, iceberg
+from compactor import csvfiles
 from compactor.checks import check_counts, check_csv, check_parquet
 from compactor.core import HourCompaction
 from compactor.engine import Flattened
@@ -132,7 +132,9 @@ class _HourRun:
         landed: list[tuple[str, str]],
         items: Iterator[tuple[int, Item]],
     ) -> HourReport:
-        tables = {t.name: self.lake.table(t) for t in (TWEETS, USERS)}  # while the workers parse
+        from compactor import iceberg  # pyiceberg (~1 s to import) loads while the workers parse
+
+        tables = {t.name: self.lake.table(t) for t in (TWEETS, USERS)}
         data = {
             name: PartFiles(
                 self.fs,
@@ -224,6 +226,8 @@ class _HourRun:
                 self._reject(rejected, uri, None, item.reason, None)
             else:
                 self._take(item, uri, rejected, data, csv)
+        from compactor import iceberg
+
         found = []
         for ids in iceberg.other_hours_ids(tables["tweets"], self.hour, self.options.lookback_hours):
             found.extend(self.core.ids.found_in(ids))

@@ -13,7 +13,6 @@ from compactor.compact import Options, compact_hour
 from compactor.filesystems import S3Settings
 from compactor.lake import Lake
 from compactor.late import late_hours
-from compactor.maintenance import maintain
 from tweetlake.config import Config, load_config, require
 from tweetlake.landing import Hour
 
@@ -51,6 +50,8 @@ def run_late(config_path: str, before: str, s3: S3Settings | None = None) -> lis
 
 
 def run_maintain(config_path: str, s3: S3Settings | None = None) -> dict[str, Any]:
+    from compactor.maintenance import maintain  # pyiceberg: a compaction imports it only once its workers run
+
     config = load(config_path)
     report = maintain(
         Lake.from_config(config, s3),
