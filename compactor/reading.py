@@ -26,6 +26,9 @@ _END = object()
 # Lines handed to DuckDB per input batch: DuckDB holds several input batches and what it derives
 # from them, so memory per stream grows with this (1 MB: ~150 MB per stream, 8 MB: ~300 MB; below 2 MB it gets slower).
 CHUNK_BYTES = 2 << 20
+# Result batches a worker may have ready before the caller takes them: with one, a worker stalled
+# whenever the caller was writing (100k tweets: ~1 s slower); a batch is a few MB.
+RESULTS_HELD = 3
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class _Stream:
     """One worker's files, its query's results, and what its reader found that is not a line."""
 
     files: list[int]
-    results: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=1))
+    results: queue.Queue[object] = field(default_factory=lambda: queue.Queue(maxsize=RESULTS_HELD))
     other: dict[int, list[Unreadable | FileFailed]] = field(default_factory=lambda: defaultdict(list))
     head: Flattened | None = None
     ended: bool = False
