@@ -179,6 +179,8 @@ class Simulator:
         if early is not None:
             return early
         names = [n for n in request.query.get("usernames", "").split(",") if n]
+        if not 1 <= len(names) <= 100:  # X's limit per request
+            return _problem(400, "Invalid Request", "One or more parameters to your request was invalid.")
         data, errors = [], []
         with self.world.lock:
             for name in names:

@@ -21,7 +21,7 @@ from streamer.health import Health
 from streamer.items import Item
 from streamer.ledger import Ledger
 from streamer.metrics import Metrics
-from streamer.xclient import AccountUnavailable, ApiError, XClient
+from streamer.xclient import USERS_PER_LOOKUP, AccountUnavailable, ApiError, XClient
 from tweetlake.landing import STREAM_ERRORS, STREAM_TWEETS, encode_line, error_record, tweet_record
 from tweetlake.logs import get_logger
 
@@ -134,8 +134,8 @@ class Resolver:
 
     async def resolve(self, usernames: tuple[str, ...], *, via: str) -> list[Account]:
         missing = [u for u in usernames if u.lower() not in self._ledger.accounts]
-        for start in range(0, len(missing), 100):
-            chunk = missing[start : start + 100]
+        for start in range(0, len(missing), USERS_PER_LOOKUP):
+            chunk = missing[start : start + USERS_PER_LOOKUP]
             try:
                 payload = await self._client.lookup_users(chunk)
             except ApiError as exc:

@@ -20,11 +20,10 @@ from streamer.estimate import estimate, report
 from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.sinks import sink_for
-from streamer.xclient import ApiError, XClient
+from streamer.xclient import USERS_PER_LOOKUP, ApiError, XClient
 from tweetlake.config import Config
 
 PROBE_PREFIX = "_probe"
-LOOKUP_BATCH = 100  # usernames per GET /2/users/by
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -61,8 +60,8 @@ async def _accounts(
     findings: list[Finding] = []
     auth = "OAuth 1.0a user credentials" if credentials.user_context else "app-only bearer token"
     try:
-        for start in range(0, len(usernames), LOOKUP_BATCH):
-            lookup = user_lookup(await client.lookup_users(usernames[start : start + LOOKUP_BATCH]))
+        for start in range(0, len(usernames), USERS_PER_LOOKUP):
+            lookup = user_lookup(await client.lookup_users(usernames[start : start + USERS_PER_LOOKUP]))
             profiles += lookup.users
             findings += [
                 Finding("FAIL", f"account {error.get('value', '?')}", str(error.get("detail", "not found")))

@@ -99,6 +99,7 @@ MEDIA_FIELDS = [
 PLACE_FIELDS = ["contained_within", "country", "country_code", "full_name", "geo", "id", "name", "place_type"]
 POLL_FIELDS = ["duration_minutes", "end_datetime", "id", "options", "voting_status"]
 MAX_RESULTS = 100
+USERS_PER_LOOKUP = 100  # X's limit of usernames per GET /2/users/by
 TIMELINE_ENDPOINT = "/2/users/:id/tweets"
 STREAM_ENDPOINT = "/2/tweets/search/stream"
 RULES_ENDPOINT = "/2/tweets/search/stream/rules"

@@ -87,3 +87,11 @@ def test_stream_mode_also_reads_the_rules(tmp_path, sim, s3_endpoint, bucket):
     result = check_online(config)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _findings(result.stdout) == {"credentials": "ok", "stream": "ok", "landing": "ok"}
+
+
+def test_more_accounts_than_one_lookup_takes_are_asked_in_several(tmp_path, sim, s3_endpoint, bucket):
+    unknown = tuple(f"nobody_{n}" for n in range(150))
+    config = _config(tmp_path, sim, f"s3://{bucket}/lake/landing", s3_endpoint, users=("XDevelopers", *unknown))
+    result = check_online(config)
+    assert "1 of 151 accounts found" in result.stdout, result.stdout + result.stderr
+    assert _findings(result.stdout)["account nobody_149"] == "FAIL"

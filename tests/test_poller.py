@@ -159,3 +159,19 @@ def test_busy_accounts_are_polled_more_often_and_no_request_is_refused(sim, tmp_
     polls = stats["timeline_requests"]
     assert stats["rate_limited"] == 0 and sum(polls.values()) >= 12
     assert polls["busy"] > 2 * max(polls[f"quiet_{i}"] for i in range(9))
+
+
+async def _resolve(url: str, state: Path, users: tuple[str, ...]) -> list[str]:
+    client = XClient(url, Credentials(bearer_token=Secret("tok-abcdef")), Metrics(), Health(600), timeout_s=2)
+    source = PollSource(
+        client, Ledger(state), asyncio.Queue(), Metrics(), Health(600), collect=CollectConfig(users=users)
+    )
+    try:
+        return [account.username for account in await source.resolve_accounts()]
+    finally:
+        await client.close()
+
+
+def test_more_accounts_than_one_lookup_takes_are_resolved_in_several(sim, tmp_path):
+    users = (*(f"nobody_{n}" for n in range(120)), "NASA")
+    assert asyncio.run(_resolve(sim.url, tmp_path, users)) == ["NASA"]
