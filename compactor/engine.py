@@ -197,6 +197,15 @@ def _structure(value: object) -> str:
     return "'" + json.dumps(value, separators=(",", ":")).replace("'", "''") + "'"
 
 
+_USER_ENTITIES = {"url": {"urls": SCALARS}, "description": {"hashtags": TAGS, "mentions": MENTIONS, "urls": URLS}}
+_USER_ENTITY_CONTAINERS = [  # objects, then arrays
+    "$.url",
+    "$.description",
+    "$.url.urls",
+    "$.description.hashtags",
+    "$.description.mentions",
+    "$.description.urls",
+]
 _AUTHOR_PARTS = rf"""{{
     'u': u,
     'pm': json_transform(u.public_metrics, {
@@ -204,14 +213,8 @@ _AUTHOR_PARTS = rf"""{{
 }),
     'wh': json_transform(u.withheld, {_structure({"country_codes": SCALARS, "scope": J, "copyright": J})}),
     'wh_ty': json_type(u.withheld, '$.country_codes'),
-    'ent': json_transform(u.entities, '{{"url":"JSON","description":"JSON"}}')
-}}"""
-_AUTHOR_PARTS2 = rf"""{{
-    'u': a.u, 'pm': a.pm, 'wh': a.wh, 'wh_ty': a.wh_ty, 'ent': a.ent,
-    'url_urls': json_transform(a.ent.url, {_structure({"urls": SCALARS})}).urls,
-    'url_ty': json_type(a.ent.url, '$.urls'),
-    'descr': json_transform(a.ent.description, {_structure({"hashtags": TAGS, "mentions": MENTIONS, "urls": URLS})}),
-    'descr_ty': json_type(a.ent.description, ['$.hashtags', '$.mentions', '$.urls'])
+    'ent': json_transform(u.entities, {_structure(_USER_ENTITIES)}),
+    'ent_ty': json_type(u.entities, {_USER_ENTITY_CONTAINERS})
 }}"""
 _AUTHOR_OK = """
     regexp_full_match(a.u.id::varchar, '"[0-9]+"') and ok_str(a.u.username) and ok_str(a.u.name)
@@ -222,11 +225,12 @@ _AUTHOR_OK = """
     and ok_int(a.pm.tweet_count) and ok_int(a.pm.listed_count) and ok_int(a.pm.like_count)
     and ok_obj(a.u.withheld) and coalesce(a.wh_ty, 'NULL') in ('NULL', 'ARRAY') and ok_scalars(a.wh.country_codes)
     and ok_str(a.wh.scope) and ok_bool(a.wh.copyright)
-    and ok_obj(a.u.entities) and ok_obj(a.ent.url) and ok_obj(a.ent.description)
-    and coalesce(a.url_ty, 'NULL') in ('NULL', 'ARRAY') and all_of(a.url_urls, lambda x: x is not null and ok_obj(x))
-    and ok_str(json_extract(a.url_urls[1], '$.expanded_url'))
-    and ok_arrays(a.descr_ty) and ok_keyed(a.descr.hashtags, 'tag') and ok_keyed(a.descr.mentions, 'username')
-    and ok_urls(a.descr.urls)
+    and ok_obj(a.u.entities) and coalesce(a.ent_ty[1], 'NULL') in ('NULL', 'OBJECT')
+    and coalesce(a.ent_ty[2], 'NULL') in ('NULL', 'OBJECT') and ok_arrays(a.ent_ty[3:6])
+    and all_of(a.ent.url.urls, lambda x: x is not null and ok_obj(x))
+    and ok_str(json_extract(a.ent.url.urls[1], '$.expanded_url'))
+    and ok_keyed(a.ent.description.hashtags, 'tag') and ok_keyed(a.ent.description.mentions, 'username')
+    and ok_urls(a.ent.description.urls)
 """
 _AUTHOR_ROW = """{
     'id': id_of(a.u.id),
@@ -247,10 +251,10 @@ _AUTHOR_ROW = """{
     'listed_count': int_of(a.pm.listed_count),
     'like_count': int_of(a.pm.like_count),
     'withheld_in': scalars(a.wh.country_codes),
-    'url_expanded': str_of(json_extract(a.url_urls[1], '$.expanded_url')),
-    'description_hashtags': coalesce(list_transform(a.descr.hashtags, lambda e: str_of(e.tag)), []),
-    'description_mentions': coalesce(list_transform(a.descr.mentions, lambda e: str_of(e.username)), []),
-    'description_urls': coalesce(list_transform(a.descr.urls, lambda e: url_of(e)), []),
+    'url_expanded': str_of(json_extract(a.ent.url.urls[1], '$.expanded_url')),
+    'description_hashtags': coalesce(list_transform(a.ent.description.hashtags, lambda e: str_of(e.tag)), []),
+    'description_mentions': coalesce(list_transform(a.ent.description.mentions, lambda e: str_of(e.username)), []),
+    'description_urls': coalesce(list_transform(a.ent.description.urls, lambda e: url_of(e)), []),
     'withheld_scope': str_of(a.wh.scope),
     'withheld_copyright': bool_of(a.wh.copyright)
 }"""
@@ -293,11 +297,8 @@ with parsed as (
         json_transform(place.geo, '{{"bbox":"JSON"}}').bbox as bbox,
         list_transform(
             list_filter(inc.users, lambda u: list_contains(author_ids, u.id::varchar)), lambda u: {_AUTHOR_PARTS}
-        ) as authors1
+        ) as authors
     from looked
-), looked3 as (
-    select *, list_transform(authors1, lambda a: {_AUTHOR_PARTS2}) as authors
-    from looked2
 ), checked as (
     select *,
         coalesce(
@@ -342,7 +343,7 @@ with parsed as (
                 and ok_int(poll.duration_minutes)))
             and all_of(authors, lambda a: {_AUTHOR_OK}),
         false) as ok
-    from looked3
+    from looked2
 )
 select
     file,
