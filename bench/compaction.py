@@ -1,6 +1,6 @@
 """Compaction: ``tweet-compactor run`` vs DuckDB vs the pandas way, on the same landing files.
 
-    .venv/bin/python bench/compaction.py --tweets 100000 [--runs 3] [--pandas-runs 1]
+    .venv/bin/python bench/compaction.py --tweets 100000 [--runs 3] [--pandas-runs 1] [--distinct-authors]
 
 Input: one collection hour of real-shaped landing files (bench/data.py: ~5.6 KB of NDJSON per
 tweet, gzip files of 5,000 lines). Each contender runs in a fresh child process on the same files;
@@ -65,11 +65,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pandas-runs", type=int, default=1, help="the pandas way is slow: fewer runs")
     parser.add_argument("--work", type=Path, default=None, help="keep the input here (default: a temp dir)")
+    parser.add_argument(
+        "--distinct-authors", action="store_true", help="every tweet by an author of its own (a filtered stream's hour)"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="tweetlake-bench-"))
     hour_dir = work / "landing" / "tweets" / HOUR.partition
     if not hour_dir.exists():
-        written = write_hour(work, args.tweets)
+        written = write_hour(work, args.tweets, distinct_authors=args.distinct_authors)
         (work / "written.json").write_text(json.dumps(written.__dict__))
     written = json.loads((work / "written.json").read_text())
     mb = written["ndjson_bytes"] / 2**20

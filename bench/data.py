@@ -49,10 +49,22 @@ def templates() -> list[tuple[dict[str, Any], dict[str, Any], list[Any] | None]]
     return found
 
 
-def _line(template: tuple[dict[str, Any], dict[str, Any], list[Any] | None], tweet_id: int, at: datetime) -> bytes:
+def _line(
+    template: tuple[dict[str, Any], dict[str, Any], list[Any] | None],
+    tweet_id: int,
+    at: datetime,
+    *,
+    own_author: bool = False,
+) -> bytes:
     tweet, includes, rules = template
     text = f"{tweet['text']} #{tweet_id % 9973}"
     tweet = {**tweet, "id": str(tweet_id), "conversation_id": str(tweet_id), "text": text}
+    if own_author:  # the author gets an id (and username) of its own, its profile in the includes with it
+        author_id, new_id = tweet.get("author_id"), str(tweet_id - 1_000_000_000_000_000_000)
+        username = next((u.get("username") for u in includes.get("users", []) if u.get("id") == author_id), "u")
+        own = {"id": new_id, "username": f"{username}_{tweet_id % 10**9}"}
+        users = [{**u, **own} if u.get("id") == author_id else u for u in includes.get("users", [])]
+        tweet, includes = {**tweet, "author_id": new_id}, {**includes, "users": users}
     return encode_line(
         tweet_record(
             tweet,
@@ -65,8 +77,14 @@ def _line(template: tuple[dict[str, Any], dict[str, Any], list[Any] | None], twe
     )
 
 
-def write_hour(root: Path, tweets: int, *, per_file: int = 5000, seed: int = 7) -> Written:
-    """Land ``tweets`` real-shaped lines in ``root/landing`` under HOUR; returns what was written."""
+def write_hour(
+    root: Path, tweets: int, *, per_file: int = 5000, seed: int = 7, distinct_authors: bool = False
+) -> Written:
+    """Land ``tweets`` real-shaped lines in ``root/landing`` under HOUR; returns what was written.
+
+    The recorded answers have a few hundred authors, like an hour of a few followed accounts;
+    ``distinct_authors`` gives every tweet an author of its own, like an hour of a filtered stream.
+    """
     rng = random.Random(seed)
     pool = templates()
     sizes = [len(_line(t, 1, HOUR.start)) for t in pool]
@@ -77,7 +95,8 @@ def write_hour(root: Path, tweets: int, *, per_file: int = 5000, seed: int = 7) 
     ndjson = compressed = files = 0
     for n in range(tweets):
         template = rng.choices(pool, weights)[0]
-        lines.append(_line(template, first_id + n, HOUR.start + timedelta(seconds=n * 3600 // max(tweets, 1))))
+        at = HOUR.start + timedelta(seconds=n * 3600 // max(tweets, 1))
+        lines.append(_line(template, first_id + n, at, own_author=distinct_authors))
         if len(lines) == per_file or n == tweets - 1:
             path = root / "landing" / landing_key("tweets", HOUR, "bench-0001", files)
             path.parent.mkdir(parents=True, exist_ok=True)
