@@ -144,7 +144,7 @@ def test_busy_accounts_are_polled_more_often_and_no_request_is_refused(sim, tmp_
         collect = CollectConfig(users=tuple(users), poll_interval_s=1.0, history_max_tweets=0, poll_concurrency=4)
         source = PollSource(client, Ledger(tmp_path / "s.json"), asyncio.Queue(), metrics, Health(600), collect=collect)
         task = asyncio.create_task(source.run())
-        for _ in range(40):
+        for _ in range(70):  # ~10 s: every quiet account is polled twice, the busy one 7-8 times
             tight.simulator.world.generate(1, "busy")
             await asyncio.sleep(0.15)
         task.cancel()
