@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from compactor import schema
 
 _ORDER = "__order"
-_MIN_REDUCE_ROWS = 50_000  # author rows gathered before the first reduction
+_MIN_REDUCE_ROWS = 8192  # author rows gathered at the least before a reduction (memory: ~1 KB a row)
 
 
 @dataclass
