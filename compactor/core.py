@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from compactor import schema
 
 _ORDER = "__order"
-_MIN_REDUCE_ROWS = 8192  # author rows gathered at the least before a reduction (memory: ~1 KB a row)
+_MIN_REDUCE_ROWS = 8192  # author rows gathered at least before a reduction (~0.5-1 KB a row)
 
 
 @dataclass
@@ -141,8 +141,8 @@ class HourCompaction:
         self._user_rows += batch.num_rows
         self._pending.append(pa.Table.from_batches([batch]).append_column(_ORDER, pa.array(order)))
         self._pending_rows += batch.num_rows
-        # Reduced once the rows held reach the size of the reduced table: an hour of mostly distinct
-        # authors costs O(n log n) in all, not a sort of everything so far per batch.
+        # Reduced once the rows held reach the size of the reduced table (and _MIN_REDUCE_ROWS): an
+        # hour of mostly distinct authors costs O(n log n) in all, not a sort of everything per batch.
         if self._pending_rows >= max(_MIN_REDUCE_ROWS, 0 if self._users is None else self._users.num_rows):
             self._reduce()
 
