@@ -20,19 +20,18 @@ from tests.helpers import sim_get, sim_post
 from tweetlake.config import CollectConfig
 
 
-async def _rounds(url: str, state: Path, history_max_tweets: int, between=None) -> list[list]:
-    """Two rounds for NASA through the real client; ``between`` runs after the first."""
+def _poll_source(url: str, state: Path, collect: CollectConfig) -> tuple[XClient, PollSource, asyncio.Queue]:
+    """A poll source over the real client against ``url``, and the queue it hands items to."""
     metrics = Metrics()
     client = XClient(url, Credentials(bearer_token=Secret("tok-abcdef")), metrics, Health(600), timeout_s=2)
     queue: asyncio.Queue = asyncio.Queue()
-    source = PollSource(
-        client,
-        Ledger(state),
-        queue,
-        metrics,
-        Health(600),
-        collect=CollectConfig(users=("NASA",), poll_interval_s=1, history_max_tweets=history_max_tweets),
-    )
+    return client, PollSource(client, Ledger(state), queue, metrics, Health(600), collect=collect), queue
+
+
+async def _rounds(url: str, state: Path, history_max_tweets: int, between=None) -> list[list]:
+    """Two rounds for NASA through the real client; ``between`` runs after the first."""
+    collect = CollectConfig(users=("NASA",), poll_interval_s=1, history_max_tweets=history_max_tweets)
+    client, source, queue = _poll_source(url, state, collect)
     rounds = []
     try:
         [account] = await source.resolve_accounts()
@@ -139,10 +138,8 @@ def test_busy_accounts_are_polled_more_often_and_no_request_is_refused(sim, tmp_
     tight = SimulatorThread(Simulator(World(users), rate_limit=30, window_s=10)).start()
 
     async def go():
-        metrics = Metrics()
-        client = XClient(tight.url, Credentials(bearer_token=Secret("tok")), metrics, Health(600), timeout_s=2)
         collect = CollectConfig(users=tuple(users), poll_interval_s=1.0, history_max_tweets=0, poll_concurrency=4)
-        source = PollSource(client, Ledger(tmp_path / "s.json"), asyncio.Queue(), metrics, Health(600), collect=collect)
+        client, source, _ = _poll_source(tight.url, tmp_path / "s.json", collect)
         task = asyncio.create_task(source.run())
         for _ in range(70):  # ~10 s: every quiet account is polled twice, the busy one 7-8 times
             tight.simulator.world.generate(1, "busy")
@@ -162,10 +159,7 @@ def test_busy_accounts_are_polled_more_often_and_no_request_is_refused(sim, tmp_
 
 
 async def _resolve(url: str, state: Path, users: tuple[str, ...]) -> list[str]:
-    client = XClient(url, Credentials(bearer_token=Secret("tok-abcdef")), Metrics(), Health(600), timeout_s=2)
-    source = PollSource(
-        client, Ledger(state), asyncio.Queue(), Metrics(), Health(600), collect=CollectConfig(users=users)
-    )
+    client, source, _ = _poll_source(url, state, CollectConfig(users=users))
     try:
         return [account.username for account in await source.resolve_accounts()]
     finally:
