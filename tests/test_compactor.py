@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from compactor import iceberg
@@ -44,6 +45,14 @@ def test_the_report_says_what_each_tables_commit_cost(lake, land):
     report = compact_hour(lake, HOUR, Options())
     assert set(report.commit_seconds) == {"tweets", "users"}
     assert all(0 < seconds < 60 for seconds in report.commit_seconds.values())
+
+
+def test_an_hour_is_compacted_with_the_system_allocator(lake, land):
+    """Arrow's default (mimalloc) held ~60 MB more per run with a flattening worker per core."""
+    pa.set_memory_pool(pa.mimalloc_memory_pool())
+    land(timeline_lines())
+    assert compact_hour(lake, HOUR, Options()).valid
+    assert pa.default_memory_pool().backend_name == "system"
 
 
 def test_the_first_occurrence_in_landing_order_wins(lake, land):
