@@ -5,9 +5,10 @@
 Input: one collection hour of real-shaped landing files (bench/data.py: ~5.6 KB of NDJSON per
 tweet, gzip files of 5,000 lines). Each contender runs in a fresh child process on the same files;
 its wall time, peak RSS (that child's, from wait4) and output bytes are measured, the median of
-``--runs`` reported. tweetlake is the whole CLI run: interpreter start, catalog, all tables,
-rejection checks, dedupe, validation of the staged files, the Iceberg commits, the CSV export and
-the manifest. Prints a markdown table with the ratio of each to DuckDB.
+``--runs`` reported (the contenders take turns, run by run). tweetlake is the whole CLI run:
+interpreter start, catalog, all tables, rejection checks, dedupe, validation of the staged files,
+the Iceberg commits, the CSV export and the manifest. Prints a markdown table with the ratio of
+each to DuckDB.
 """
 
 from __future__ import annotations
@@ -89,11 +90,15 @@ def main() -> None:
             args.pandas_runs,
         ),
     }
+    # Rounds, not one contender after another: this machine's speed drifts by 10-20 % within
+    # minutes, and a drift between two contenders' blocks of runs would show up as their ratio.
+    runs_of: dict[str, list[Run]] = {name: [] for name, (_, _, runs) in contenders.items() if runs > 0}
+    for round_ in range(max(runs for _, _, runs in contenders.values())):
+        for name, (command, out, runs) in contenders.items():
+            if round_ < runs:
+                runs_of[name].append(measure(command(), out))
     results: dict[str, Run] = {}
-    for name, (command, out, runs) in contenders.items():
-        if runs <= 0:
-            continue
-        measured = [measure(command(), out) for _ in range(runs)]
+    for name, measured in runs_of.items():
         results[name] = Run(
             statistics.median(r.seconds for r in measured),
             statistics.median(r.peak_mb for r in measured),
