@@ -142,7 +142,7 @@ def _work(stream: _Stream, fs: pafs.FileSystem, paths: list[str], max_line_bytes
 
     try:
         engine = Engine()
-        for batch in engine.flatten(pa.RecordBatchReader.from_batches(INPUT, lines())):
+        for batch in engine.flatten(lines()):
             put(batch)
     except BaseException as exc:  # handed to the caller, who raises it
         put(exc)

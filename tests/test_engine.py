@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from compactor import engine as engine_module
 from compactor import schema
 from compactor.engine import INPUT, Engine
 from compactor.flatten import Rejected, flatten_tweet, flatten_users
@@ -84,7 +85,7 @@ def _flatten(engine: Engine, lines: list[bytes]) -> tuple[dict[int, dict], dict[
     rows: dict[int, dict] = {}
     users: dict[int, list[dict]] = {}
     slow: dict[int, bytes] = {}
-    for flat in engine.flatten(pa.RecordBatchReader.from_batches(INPUT, [batch])):
+    for flat in engine.flatten([batch]):
         rows.update(zip(flat.tweet_numbers.tolist(), flat.tweets.to_pylist(), strict=True))
         for number, user in zip(flat.user_numbers.tolist(), flat.users.to_pylist(), strict=True):
             users.setdefault(number, []).append(user)
@@ -116,6 +117,37 @@ def test_a_line_that_is_not_json_or_not_utf8_goes_to_the_reference(engine):
     good = encode_line(RECORDED[0])
     rows, _, slow = _flatten(engine, [good, b"{broken\n", b'{"v":1,"tweet":{"text":"\xff"}}\n', good])
     assert sorted(slow) == [1, 2] and sorted(rows) == [0, 3]
+
+
+def _with_author(record: dict[str, Any], **profile: Any) -> bytes:
+    """The record as a line, its author's profile changed (the author is in the includes)."""
+    changed = copy.deepcopy(record)
+    author = next(u for u in changed["includes"]["users"] if u["id"] == changed["tweet"]["author_id"])
+    author.update(profile)
+    return _line(changed)
+
+
+def test_an_author_the_sql_cannot_vouch_for_sends_each_line_carrying_it_to_the_reference(engine):
+    good = encode_line(RECORDED[0])
+    bad = _with_author(RECORDED[0], public_metrics={"followers_count": "many"})
+    assert sorted(_flatten(engine, [good, bad, good, bad])[2]) == [1, 3]
+    assert sorted(_flatten(engine, [bad, good])[2]) == [0]  # known from the previous stream: still deferred
+
+
+def test_a_profile_seen_before_with_other_values_gets_its_own_row(engine):
+    lines = [encode_line(RECORDED[0]), _with_author(RECORDED[0], name="Renamed"), encode_line(RECORDED[0])]
+    _, users, _ = _flatten(engine, lines)
+    author = RECORDED[0]["tweet"]["author_id"]
+    names = [next(u["name"] for u in users[n] if u["id"] == author) for n in range(3)]
+    assert names[1] == "Renamed" != names[0] == names[2]
+
+
+def test_with_room_for_no_author_between_batches_the_rows_stay_the_same(monkeypatch):
+    monkeypatch.setattr(engine_module, "CACHE_BYTES", 1)
+    lines = [encode_line(r) for r in RECORDED]
+    fresh = Engine()
+    _compare(fresh, lines[: len(lines) // 2])
+    assert _compare(fresh, lines) == len(lines)  # authors seen before and new ones in one batch
 
 
 json_leaf = st.one_of(
