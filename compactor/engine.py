@@ -588,7 +588,8 @@ class _Authors:
         self._index: dict[str, int] = {}
         self._bytes = 0
         self.ok = np.zeros(0, dtype=bool)
-        self.rows = pa.RecordBatch.from_pylist([], schema=_AUTHOR_ROWS)
+        # not from_pylist([]): that imports pandas (~0.3 s, holding the GIL) on a worker's start
+        self.rows = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in _AUTHOR_ROWS], schema=_AUTHOR_ROWS)
 
     def find(self, keys: list[str]) -> np.ndarray:
         """The position in ``ok`` and ``rows`` of each key's author, computed first where new."""
