@@ -329,6 +329,8 @@ class XClient:
             if wait > 0:
                 self._metrics.rate_limit_wait.labels(endpoint).inc(wait)
                 await self._sleep(wait)
+                if billed and self._spending and self._spending.paused:
+                    continue  # paused while it waited for its turn (another answer spent the budget)
             kind: str
             try:
                 response = await request()

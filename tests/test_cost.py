@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from simulator.server import Simulator, SimulatorThread
+from simulator.world import World
 from streamer.answers import BadShape, x_usage
 from streamer.billing import MEDIA, POST, USER, Bill, billed_resources, period_start
+from streamer.credentials import Credentials, Secret
 from streamer.estimate import estimate, per_post_usd
 from streamer.health import Health
 from streamer.metrics import Metrics
 from streamer.spending import Spending, rates_of
+from streamer.xclient import XClient
 from tests.helpers import SECRET, Daemon, all_generated, sim_config, sim_get, sim_post, wait_landed_s3, wait_until
 from tweetlake.config import CostConfig
 
@@ -163,6 +167,58 @@ def test_a_spent_budget_pauses_reading_until_a_higher_budget_is_reloaded(bill):
     assert blocked and (report["status"], report["reasons"]) == ("paused", ["budget_exhausted"])
     assert metrics.registry.get_sample_value("tweetlake_collection_paused", {"reason": "budget"}) == 0
     assert health.report({}, spool_files=0)["status"] == "ok"
+
+
+class _BudgetSpentDuringTheWait:
+    """A request's rate-limit wait (not slept here): meanwhile another answer spends the budget."""
+
+    def __init__(self, spending: Spending) -> None:
+        self.spending = spending
+        self.waits = 0
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits += 1
+        if self.waits == 1:
+            self.spending.reconfigure(CostConfig(monthly_budget_usd=0.000_001))
+        await asyncio.sleep(0)
+
+
+def test_a_request_waiting_for_its_rate_limit_turn_when_the_budget_runs_out_waits_for_the_resume(bill):
+    world = World(["NASA"])
+    world.generate(5)
+    sim = SimulatorThread(Simulator(world, rate_limit=3, window_s=60)).start()  # the second request waits
+    spending, _, _ = spending_for(bill, monthly_budget_usd=1.0)
+    nasa = world.by_username["nasa"].id
+
+    def requests() -> int:
+        return sim_get(sim.url, "/_sim/stats")["requests"]
+
+    async def go() -> tuple[bool, int, int]:
+        client = XClient(
+            sim.url,
+            Credentials(bearer_token=Secret(SECRET)),
+            Metrics(),
+            Health(600),
+            sleep=_BudgetSpentDuringTheWait(spending),
+            spending=spending,
+        )
+        page = lambda: client.timeline_page(nasa, account="NASA", since_id=None, pagination_token=None)  # noqa: E731
+        try:
+            await page()
+            sent = requests()
+            second = asyncio.create_task(page())
+            await asyncio.sleep(0.5)
+            held, during = not second.done(), requests() - sent
+            spending.reconfigure(CostConfig(monthly_budget_usd=1.0))
+            await asyncio.wait_for(second, 5)
+            return held, during, requests() - sent
+        finally:
+            await client.close()
+
+    try:
+        assert asyncio.run(go()) == (True, 0, 1)  # held at the gate, nothing sent, then sent once
+    finally:
+        sim.stop()
 
 
 def test_on_budget_warn_keeps_reading(bill):
