@@ -555,6 +555,7 @@ class _Inputs:
             yield batch
 
     def line(self, file: int, number: int) -> bytes:
+        """A line of a batch not yet released (a linear search: such lines are rare)."""
         for last, batch in self._held:
             if (file, number) <= last:
                 files = batch.column("file").to_numpy()
