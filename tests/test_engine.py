@@ -136,13 +136,14 @@ def test_an_author_the_sql_cannot_vouch_for_sends_each_line_carrying_it_to_the_r
 
 def test_a_profile_seen_before_with_other_values_gets_its_own_row(engine):
     lines = [encode_line(RECORDED[0]), _with_author(RECORDED[0], name="Renamed"), encode_line(RECORDED[0])]
+    assert _compare(engine, lines) == 3  # every row and author row exactly the reference's
     _, users, _ = _flatten(engine, lines)
     author = RECORDED[0]["tweet"]["author_id"]
     names = [next(u["name"] for u in users[n] if u["id"] == author) for n in range(3)]
     assert names[1] == "Renamed" != names[0] == names[2]
 
 
-def test_with_room_for_no_author_between_batches_the_rows_stay_the_same(monkeypatch):
+def test_an_author_cache_with_room_for_nothing_gives_the_same_rows(monkeypatch):
     monkeypatch.setattr(engine_module, "CACHE_BYTES", 1)
     lines = [encode_line(r) for r in RECORDED]
     fresh = Engine()
