@@ -22,7 +22,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -163,7 +163,9 @@ class _HourRun:
         rejected = RejectedFile(self.fs, f"{self.staging}/rejected.ndjson")
         uncommitted = set(tables)
         try:
-            self._read(inputs, landed, items, data, csv, rejected, tables)
+            self._read(inputs, landed, items, data, csv, rejected)
+            other_hours = iceberg.other_hours_ids(tables["tweets"], self.hour, self.options.lookback_hours)
+            self._drop_other_hours(other_hours, data, csv)
             users = self.core.users()
             for batch in users.to_batches():
                 data["users"].write(batch)
@@ -213,7 +215,6 @@ class _HourRun:
         data: dict[str, PartFiles],
         csv: dict[str, PartFiles],
         rejected: RejectedFile,
-        tables: dict[str, Any],
     ) -> None:
         for _, key, _ in inputs:
             if not parse_file_name(key):  # every object is accounted for: compacted or rejected
@@ -229,10 +230,13 @@ class _HourRun:
                 self._reject(rejected, uri, None, item.reason, None)
             else:
                 self._take(item, uri, rejected, data, csv)
-        from compactor import iceberg
 
+    def _drop_other_hours(
+        self, other_hours: Iterable[pa.Array], data: dict[str, PartFiles], csv: dict[str, PartFiles]
+    ) -> None:
+        """Tweets already published in the hours around this one (their ids, batch by batch) stay there."""
         found = []
-        for ids in iceberg.other_hours_ids(tables["tweets"], self.hour, self.options.lookback_hours):
+        for ids in other_hours:
             found.extend(self.core.ids.found_in(ids))
         if found:
             self.core.drop_other_hours(found)
