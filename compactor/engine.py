@@ -501,7 +501,7 @@ class Engine:
         try:
             for batch in self._db.sql(SQL).to_arrow_reader(batch_rows):
                 yield self._flattened(batch, inputs)
-                inputs.release_through(batch.column("file")[-1].as_py(), batch.column("number")[-1].as_py())
+                inputs.release_through(_last_line(batch))
         finally:
             self._db.unregister("lines")
 
@@ -539,6 +539,11 @@ class Engine:
         return Flattened(tweets, files, numbers, users, files[line_of], numbers[line_of], slow)
 
 
+def _last_line(batch: pa.RecordBatch) -> tuple[int, int]:
+    """(file, line number) of a batch's last row: where it ends in the stream."""
+    return batch.column("file")[-1].as_py(), batch.column("number")[-1].as_py()
+
+
 class _Inputs:
     """The input batches handed to the query and not yet passed by its results: where the lines
     it leaves to the reference are taken from (the query itself never copies a line out)."""
@@ -550,8 +555,7 @@ class _Inputs:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         for batch in self._batches:
             if batch.num_rows:
-                last = (batch.column("file")[-1].as_py(), batch.column("number")[-1].as_py())
-                self._held.append((last, batch))
+                self._held.append((_last_line(batch), batch))
             yield batch
 
     def line(self, file: int, number: int) -> bytes:
@@ -565,9 +569,9 @@ class _Inputs:
                     return batch.column("line")[int(at[0])].as_py()
         raise LookupError(f"line {number} of file {file} is not held")
 
-    def release_through(self, file: int, number: int) -> None:
-        """Results reached (file, number): the batches that end there or before are done."""
-        while self._held and self._held[0][0] <= (file, number):
+    def release_through(self, line: tuple[int, int]) -> None:
+        """Results reached ``line`` (file, number): the batches that end there or before are done."""
+        while self._held and self._held[0][0] <= line:
             self._held.popleft()
 
 
