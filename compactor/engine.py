@@ -13,6 +13,7 @@ two to the same output on generated and recorded records.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -442,6 +443,10 @@ INPUT = pa.schema([("file", pa.int32()), ("number", pa.int64()), ("line", pa.lar
 _AUTHOR_ROWS = pa.schema([schema.USERS.field(name) for name in USER_COLUMNS])
 # Keys an engine keeps its authors' checks and rows for (a key is ~0.5 KB): a few thousand authors.
 CACHE_BYTES = 2 << 20
+# Bytes of lines a result batch holds at most, about: ordinary lines (up to 16 KB) go 2,048 to a
+# batch, a file of multi-MB lines a few lines at a time (2,048 of them made 8 GB batches).
+RESULT_BYTES = 32 << 20
+RESULT_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -481,8 +486,10 @@ class Flattened:
 class Engine:
     """A DuckDB connection that flattens streams of lines; one per thread (DuckDB releases the GIL).
 
-    A stream is one query, whatever its length: the statement's fixed cost (binding and planning
-    a large expression tree, ~0.15 s) is paid once, and memory holds a few batches, not the stream.
+    A stream is one query per run of lines of one size class (``result_rows``): ordinary lines
+    make one query, whatever the stream's length, so the statement's fixed cost (binding and
+    planning a large expression tree, ~0.15 s) is paid once, and memory holds a few batches of
+    about ``RESULT_BYTES`` each, not the stream.
     """
 
     def __init__(self) -> None:
@@ -491,11 +498,15 @@ class Engine:
         self._db.execute(MACROS)
         self._authors = _Authors(self._db.cursor())  # its own connection: the stream's query stays open
 
-    def flatten(self, lines: Iterable[pa.RecordBatch], batch_rows: int = 2048) -> Iterator[Flattened]:
+    def flatten(self, lines: Iterable[pa.RecordBatch]) -> Iterator[Flattened]:
         """Flatten a stream of ``INPUT`` batches (file, line number, line), batch by batch, in order.
 
         Lines (file, then line number) must increase through the stream, as a landed file reads.
         """
+        for rows, run in itertools.groupby(lines, key=result_rows):
+            yield from self._flatten_run(run, rows)
+
+    def _flatten_run(self, lines: Iterator[pa.RecordBatch], batch_rows: int) -> Iterator[Flattened]:
         inputs = _Inputs(lines)
         self._db.register("lines", pa.RecordBatchReader.from_batches(INPUT, iter(inputs)))
         try:
@@ -537,6 +548,17 @@ class Engine:
         files = good.column("file").to_numpy(zero_copy_only=False)
         numbers = good.column("number").to_numpy(zero_copy_only=False)
         return Flattened(tweets, files, numbers, users, files[line_of], numbers[line_of], slow)
+
+
+def result_rows(lines: pa.RecordBatch) -> int:
+    """Rows per result batch for lines of this batch's mean size: ``RESULT_ROWS`` divided by a
+    power of 4, so that a batch holds at most about ``RESULT_BYTES`` (coarse classes: a stream
+    whose line sizes wander a little stays one query)."""
+    mean = lines.column("line").nbytes / max(lines.num_rows, 1)
+    rows = RESULT_ROWS
+    while rows > 1 and rows * mean > RESULT_BYTES:
+        rows //= 4
+    return max(rows, 1)
 
 
 def _last_line(batch: pa.RecordBatch) -> tuple[int, int]:

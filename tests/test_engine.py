@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import itertools
 import json
 import threading
 from datetime import UTC, datetime
@@ -72,20 +73,29 @@ def _reference(line: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]] | str
     )
 
 
-def _flatten(engine: Engine, lines: list[bytes]) -> tuple[dict[int, dict], dict[int, list[dict]], dict[int, bytes]]:
-    """Lines 0..n-1 of one file through the engine: rows and author rows by line, and the lines it left."""
-    batch = pa.RecordBatch.from_arrays(
+def _input(lines: list[bytes], first: int = 0) -> pa.RecordBatch:
+    """Lines ``first``.. of file 0 as one input batch."""
+    return pa.RecordBatch.from_arrays(
         [
             pa.array([0] * len(lines), pa.int32()),
-            pa.array(range(len(lines)), pa.int64()),
+            pa.array(range(first, first + len(lines)), pa.int64()),
             pa.array(lines, pa.large_binary()),
         ],
         schema=INPUT,
     )
+
+
+def _flatten(
+    engine: Engine, lines: list[bytes], cuts: tuple[int, ...] = ()
+) -> tuple[dict[int, dict], dict[int, list[dict]], dict[int, bytes]]:
+    """Lines 0..n-1 of one file through the engine (input batches cut at ``cuts``): rows and author
+    rows by line, and the lines it left."""
+    bounds = [0, *cuts, len(lines)]
+    batches = [_input(lines[lo:hi], lo) for lo, hi in itertools.pairwise(bounds)]
     rows: dict[int, dict] = {}
     users: dict[int, list[dict]] = {}
     slow: dict[int, bytes] = {}
-    for flat in engine.flatten([batch]):
+    for flat in engine.flatten(batches):
         rows.update(zip(flat.tweet_numbers.tolist(), flat.tweets.to_pylist(), strict=True))
         for number, user in zip(flat.user_numbers.tolist(), flat.users.to_pylist(), strict=True):
             users.setdefault(number, []).append(user)
@@ -93,9 +103,9 @@ def _flatten(engine: Engine, lines: list[bytes]) -> tuple[dict[int, dict], dict[
     return rows, users, slow
 
 
-def _compare(engine: Engine, lines: list[bytes]) -> int:
+def _compare(engine: Engine, lines: list[bytes], cuts: tuple[int, ...] = ()) -> int:
     """Assert the engine agrees with the reference on every line; returns how many it took itself."""
-    rows, users, slow = _flatten(engine, lines)
+    rows, users, slow = _flatten(engine, lines, cuts)
     assert sorted([*rows, *slow]) == list(range(len(lines)))
     assert all(slow[number] == lines[number] for number in slow)
     for index, line in enumerate(lines):
@@ -149,6 +159,34 @@ def test_an_author_cache_with_room_for_nothing_gives_the_same_rows(monkeypatch):
     fresh = Engine()
     _compare(fresh, lines[: len(lines) // 2])
     assert _compare(fresh, lines) == len(lines)  # authors seen before and new ones in one batch
+
+
+def _long(record: dict[str, Any], size: int) -> bytes:
+    """The record as a line of about ``size`` bytes (its text made that long)."""
+    changed = copy.deepcopy(record)
+    changed["tweet"]["text"] = "x" * size
+    return _line(changed)
+
+
+@pytest.mark.parametrize(("line_bytes", "rows"), [(6_000, 2048), (20_000, 512), (1_000_000, 32), (4_000_000, 8)])
+def test_result_batches_shrink_by_fours_as_lines_grow(line_bytes, rows):
+    assert engine_module.result_rows(_input([b"x" * (line_bytes - 1) + b"\n"] * 3)) == rows
+
+
+def test_a_file_of_long_lines_is_flattened_a_few_lines_to_a_batch(monkeypatch, engine):
+    monkeypatch.setattr(engine_module, "RESULT_BYTES", 1 << 20)  # 64 KB lines: 8 to a batch
+    lines = [_long(RECORDED[n % len(RECORDED)], 64 << 10) for n in range(40)]
+    sizes = [flat.tweets.num_rows for flat in engine.flatten([_input(lines)])]
+    assert sizes == [8] * 5
+
+
+def test_a_stream_whose_line_sizes_change_keeps_its_order_and_the_reference_values(monkeypatch, engine):
+    monkeypatch.setattr(engine_module, "RESULT_BYTES", 1 << 20)
+    ordinary = [encode_line(r) for r in RECORDED[:20]]
+    lines = [*ordinary, *(_long(r, 64 << 10) for r in RECORDED[20:30]), *ordinary]
+    assert _compare(engine, lines, cuts=(20, 30)) == 50
+    rows, _, _ = _flatten(engine, lines, cuts=(20, 30))
+    assert list(rows) == list(range(50))  # in stream order across the three queries
 
 
 json_leaf = st.one_of(
