@@ -50,6 +50,10 @@ from tweetlake.landing import STREAM_TWEETS, Hour, Unreadable, decode_line, hour
 from tweetlake.logs import get_logger
 
 log = get_logger("compactor")
+# Flattening workers when ``tables.workers`` is 0: the main thread (dedupe, writers) takes 4.9-6.2
+# CPU s per 100k tweets and the workers 11.6-16 together, so past ~3 workers a run waits on the
+# main thread and each further worker only adds its ~145 MB (docs/benchmarks.md).
+AUTO_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class Options:
     def from_config(cls, config: Config) -> Options:
         t = config.tables
         return cls(t.lookback_hours, t.max_rows_per_file, t.max_line_bytes, t.workers, t.lease_s)
+
+    @property
+    def flattening_workers(self) -> int:
+        """``workers``, or one per CPU up to ``AUTO_WORKERS``."""
+        return self.workers or min(os.cpu_count() or 1, AUTO_WORKERS)
 
 
 @dataclass
@@ -118,7 +127,7 @@ class _HourRun:
         self.report = HourReport(str(hour), run_id, started_at=datetime.now(UTC).isoformat())
         self.core = HourCompaction()
         self.staging = storage.tables.arrow_path(staging_dir(hour, run_id))
-        self.workers = options.workers or os.cpu_count() or 1
+        self.workers = options.flattening_workers
 
     def run(self, lease: Lease) -> HourReport:
         inputs = self._inputs()

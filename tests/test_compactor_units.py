@@ -1,8 +1,9 @@
-"""The compactor's small parts alone: the hour core, the lease, the CSV cell encoding."""
+"""The compactor's small parts alone: the hour core, the lease, the CSV cell encoding, the options."""
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from compactor import core as core_module
 from compactor import csvfiles, schema, writers
 from compactor.checks import check_csv, check_parquet
+from compactor.compact import Options
 from compactor.core import HourCompaction, IdSet
 from compactor.lease import HourLeased, Lease, LeaseLost, LocalLeaseStore, S3LeaseStore
 from compactor.writers import PartFiles
@@ -251,3 +253,14 @@ def test_the_parquet_check_fails_a_row_count_and_a_schema_that_differ(tweet_part
     ]
     [problem, _] = check_parquet(pafs.LocalFileSystem(), "users", paths, schema.USERS, 1)
     assert problem.endswith("does not have the table's schema")
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(None, 1), (1, 1), (2, 2), (4, 4), (16, 4)])
+def test_a_run_flattens_with_a_worker_per_cpu_up_to_four_by_default(monkeypatch, cpus, workers):
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert Options().flattening_workers == workers
+
+
+def test_configured_workers_are_used_as_given(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert Options(workers=16).flattening_workers == 16

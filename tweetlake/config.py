@@ -143,7 +143,7 @@ class TablesConfig:
     region: str = ""  # glue / rest signing region (default: landing.region)
     max_line_bytes: int = 4 * 1024 * 1024  # a landing line longer than this is rejected unread
     lease_s: float = 1800.0  # one run holds an hour this long at most (renewed while it works)
-    workers: int = 0  # parallel readers; 0 = one per CPU
+    workers: int = 0  # parallel readers; 0 = one per CPU, at most 4
     snapshot_retention_hours: int = 168  # maintenance expires older snapshots
     orphan_age_hours: int = 24  # maintenance deletes unreferenced files older than this
 
@@ -437,7 +437,7 @@ def _validate_tables(tables: TablesConfig, problems: list[str]) -> None:
     if tables.lease_s < 60:
         problems.append("tables.lease_s: must be at least 60")
     if tables.workers < 0:
-        problems.append("tables.workers: must be 0 (one per CPU) or more")
+        problems.append("tables.workers: must be 0 (one per CPU, at most 4) or more")
     if tables.snapshot_retention_hours < 1 or tables.orphan_age_hours < 1:
         problems.append("tables.snapshot_retention_hours and tables.orphan_age_hours: must be at least 1")
 
