@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from compactor import iceberg
+from compactor import engine, iceberg
 from compactor.compact import Options, compact_hour
 from compactor.late import late_hours
 from compactor.manifest import read_manifest
@@ -178,6 +178,18 @@ def test_a_row_wider_than_the_csv_readers_default_block_is_published_and_checked
     land([_edited(good[0], lambda r: r["tweet"].update(text="\u00e9" * (3 << 20)))])  # 6 MB of UTF-8
     report = compact_hour(lake, HOUR, Options(max_line_bytes=8 << 20))
     assert report.valid and report.problems == [] and report.rows_out == 1
+
+
+def test_an_hour_of_long_lines_among_ordinary_ones_is_published_whole(lake, land, monkeypatch):
+    monkeypatch.setattr(engine, "RESULT_BYTES", 1 << 20)  # 64 KB lines: a query of their own, 8 to a batch
+    good = timeline_lines()
+    long = [_edited(line, lambda r: r["tweet"].update(text="x" * (64 << 10))) for line in good[20:50]]
+    land([*good[:20], *long, *good[50:]])
+    report = compact_hour(lake, HOUR, Options())
+    assert report.valid and report.problems == [] and report.rows_out == len(good)
+    texts = lake.table(TWEETS).scan(selected_fields=("id", "text")).to_arrow().to_pylist()
+    long_ids = {json.loads(line)["tweet"]["id"] for line in long}
+    assert {row["id"] for row in texts if row["text"] == "x" * (64 << 10)} == long_ids
 
 
 def test_every_object_under_the_hour_is_compacted_or_rejected_with_a_reason(lake, land, tmp_path):
