@@ -1,10 +1,11 @@
 """Landed files read and flattened in parallel, handed on file by file in landing order.
 
-Files are dealt round-robin to ``workers`` streams. Each stream is one flattening query
-(``Engine.flatten``) fed by a generator that reads its files (zlib-ng, streamed); a worker thread
-pulls the query's result batches into a small queue. The caller takes file 0 from stream 0, file
-1 from stream 1, and so on, so the core sees the landing order while every core of the machine
-parses. Memory holds a few batches per stream, whatever the size of the hour.
+Files are dealt round-robin to ``workers`` streams. Each stream is flattened by one engine
+(``Engine.flatten``: one query for ordinary lines) fed by a generator that reads its files
+(zlib-ng, streamed); a worker thread pulls the result batches into a small queue. The caller
+takes file 0 from stream 0, file 1 from stream 1, and so on, so the core sees the landing order
+while every core of the machine parses. Memory holds a few batches per stream, whatever the size
+of the hour.
 """
 
 from __future__ import annotations
