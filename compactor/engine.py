@@ -620,18 +620,17 @@ class _Authors:
 
     def find(self, keys: list[str]) -> np.ndarray:
         """The position in ``ok`` and ``rows`` of each key's author, computed first where new."""
-        new = [key for key in dict.fromkeys(keys) if key not in self._index]
+        distinct = list(dict.fromkeys(keys))
+        new = [key for key in distinct if key not in self._index]
         if new:
-            size = sum(map(len, new))
-            if self._bytes + size > CACHE_BYTES:
+            if self._bytes + sum(map(len, new)) > CACHE_BYTES:
                 self._clear()
-                new = list(dict.fromkeys(keys))
-                size = sum(map(len, new))
-            self._add(new, size)
+                new = distinct
+            self._add(new)
         index = self._index
         return np.fromiter((index[key] for key in keys), dtype=np.int64, count=len(keys))
 
-    def _add(self, keys: list[str], size: int) -> None:
+    def _add(self, keys: list[str]) -> None:
         self._db.execute("set variable author_keys = ?", [keys])
         found = self._db.sql("execute authors").to_arrow_table()
         row = found.column("row").combine_chunks()
@@ -639,6 +638,6 @@ class _Authors:
             [row.field(name).cast(_AUTHOR_ROWS.field(name).type) for name in USER_COLUMNS], schema=_AUTHOR_ROWS
         )
         self._index.update(zip(keys, range(len(self._index), len(self._index) + len(keys)), strict=True))
-        self._bytes += size
+        self._bytes += sum(map(len, keys))
         self.ok = np.concatenate([self.ok, found.column("ok").to_numpy()])
         self.rows = pa.concat_batches([self.rows, added])
