@@ -259,13 +259,39 @@ def test_on_mutated_records_the_engine_agrees_with_the_reference_or_defers_to_it
     _compare(engine, [_line(r) for r in records])
 
 
-def test_leaving_a_flattening_early_stops_and_joins_its_workers(tmp_path):
+def _landed_files(directory: Path, count: int) -> list[str]:
+    """``count`` gzip files of the recorded tweets, five times over each."""
     lines = b"".join(_line(record) for record in _recorded_records())
     paths = []
-    for number in range(6):
-        path = tmp_path / f"{number}.ndjson.gz"
+    for number in range(count):
+        path = directory / f"{number}.ndjson.gz"
         path.write_bytes(gzip.compress(lines * 5))
         paths.append(str(path))
+    return paths
+
+
+def test_leaving_a_flattening_early_stops_and_joins_its_workers(tmp_path):
+    paths = _landed_files(tmp_path, 6)
     with Flattening(pafs.LocalFileSystem(), paths, workers=2, max_line_bytes=1 << 20) as items:
         assert next(items)[0] == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("flatten-")]
+
+
+class _BrokenAt:
+    """A local filesystem that fails at one file with an error the reader does not expect."""
+
+    def __init__(self, path: str) -> None:
+        self.local = pafs.LocalFileSystem()
+        self.broken = path
+
+    def open_input_stream(self, path: str, compression: str | None = None) -> pa.NativeFile:
+        if path == self.broken:
+            raise RuntimeError("filesystem broke")
+        return self.local.open_input_stream(path, compression=compression)
+
+
+def test_an_error_in_a_flattening_worker_is_raised_to_the_caller_not_taken_for_the_end(tmp_path):
+    paths = _landed_files(tmp_path, 2)
+    broken = Flattening(_BrokenAt(paths[1]), paths, workers=1, max_line_bytes=1 << 20)
+    with pytest.raises(OSError, match="filesystem broke"), broken as items:  # wrapped by DuckDB's scan
+        list(items)
