@@ -66,10 +66,11 @@ class Flattening:
         self._files = len(paths)
         self._streams = [_Stream(list(range(w, len(paths), count))) for w in range(count)]
         self._stop = threading.Event()
-        work = (fs, paths, max_line_bytes, self._stop)
         self._threads = [
-            threading.Thread(target=_work, args=(s, *work), name=f"flatten-{n}", daemon=True)
-            for n, s in enumerate(self._streams)
+            threading.Thread(
+                target=_Worker(stream, fs, paths, max_line_bytes, self._stop).run, name=f"flatten-{n}", daemon=True
+            )
+            for n, stream in enumerate(self._streams)
         ]
         for thread in self._threads:
             thread.start()
@@ -115,36 +116,51 @@ def _take_file(stream: _Stream, index: int) -> Iterator[Item]:
     yield from stream.other.pop(index, [])
 
 
-def _work(stream: _Stream, fs: pafs.FileSystem, paths: list[str], max_line_bytes: int, stop: threading.Event) -> None:
-    def put(item: object) -> None:
-        while not stop.is_set():
+class _Worker:
+    """Flattens one stream's files into the stream's results queue (one thread, ``run``): the
+    result batches, then ``_END``; an error is handed on as the item the caller raises. What the
+    reader finds that is not a line goes to ``stream.other``, which the caller takes per file only
+    once the results have passed that file."""
+
+    def __init__(
+        self, stream: _Stream, fs: pafs.FileSystem, paths: list[str], max_line_bytes: int, stop: threading.Event
+    ) -> None:
+        self._stream = stream
+        self._fs = fs
+        self._paths = paths
+        self._max_line_bytes = max_line_bytes
+        self._stop = stop
+
+    def run(self) -> None:
+        try:
+            for batch in Engine().flatten(self._lines()):
+                self._put(batch)
+        except BaseException as exc:  # handed to the caller, who raises it
+            self._put(exc)
+        self._put(_END)
+
+    def _put(self, item: object) -> None:
+        """Wait for room in the queue, unless the caller has left."""
+        while not self._stop.is_set():
             try:
-                stream.results.put(item, timeout=0.2)
+                self._stream.results.put(item, timeout=0.2)
                 return
             except queue.Full:
                 continue
 
-    def lines() -> Iterator[pa.RecordBatch]:
-        for index in stream.files:
-            if stop.is_set():
+    def _lines(self) -> Iterator[pa.RecordBatch]:
+        for index in self._stream.files:
+            if self._stop.is_set():
                 return
             try:
-                with fs.open_input_stream(paths[index], compression=None) as handle:
-                    for part in read_landed(handle, max_line_bytes=max_line_bytes, chunk_bytes=CHUNK_BYTES):
+                with self._fs.open_input_stream(self._paths[index], compression=None) as handle:
+                    for part in read_landed(handle, max_line_bytes=self._max_line_bytes, chunk_bytes=CHUNK_BYTES):
                         if isinstance(part, Unreadable):
-                            stream.other[index].append(part)
+                            self._stream.other[index].append(part)
                         else:
                             files = pa.Array.from_buffers(
                                 pa.int32(), len(part), [None, pa.py_buffer(np.full(len(part), index, np.int32))]
                             )
                             yield pa.RecordBatch.from_arrays([files, part.numbers, part.lines], schema=INPUT)
             except OSError as exc:
-                stream.other[index].append(FileFailed(f"unreadable file: {exc}"))
-
-    try:
-        engine = Engine()
-        for batch in engine.flatten(lines()):
-            put(batch)
-    except BaseException as exc:  # handed to the caller, who raises it
-        put(exc)
-    put(_END)
+                self._stream.other[index].append(FileFailed(f"unreadable file: {exc}"))
