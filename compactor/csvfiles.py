@@ -27,8 +27,19 @@ TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss.SSSSSSX"  # what Arrow's CSV writer writ
 
 
 def csv_schema(table_schema: pa.Schema) -> pa.Schema:
-    """The CSV file's schema: list columns become strings."""
-    return pa.schema([pa.field(f.name, pa.string()) if pa.types.is_list(f.type) else f for f in table_schema])
+    """The CSV file's schema as written: lists (JSON arrays) and timestamps (``_timestamps``) are text."""
+    return pa.schema([pa.field(f.name, pa.string()) if _as_text(f.type) else f for f in table_schema])
+
+
+def _as_text(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_list(arrow_type) or pa.types.is_timestamp(arrow_type)
+
+
+def _timestamps(column: pa.TimestampArray) -> pa.Array:
+    """UTC timestamps in ``TIMESTAMP_FORMAT``: Arrow's CSV writer formats a zoned timestamp at ~1.7 µs
+    a value (its time zone looked up each time), the same text from the naive value takes ~0.15."""
+    naive = pc.cast(pc.cast(column, pa.int64()), pa.timestamp(column.type.unit))
+    return pc.binary_join_element_wise(pc.cast(naive, pa.string()), "Z", "")
 
 
 def _json_array(column: pa.ListArray) -> pa.Array:
@@ -60,7 +71,12 @@ def encode(batch: pa.RecordBatch) -> pa.RecordBatch:
     """A table batch as the CSV file holds it."""
     target = csv_schema(batch.schema)
     columns = [
-        _json_array(batch.column(f.name)) if pa.types.is_list(f.type) else batch.column(f.name) for f in batch.schema
+        _json_array(batch.column(f.name))
+        if pa.types.is_list(f.type)
+        else _timestamps(batch.column(f.name))
+        if pa.types.is_timestamp(f.type)
+        else batch.column(f.name)
+        for f in batch.schema
     ]
     return pa.RecordBatch.from_arrays(columns, schema=target)
 
@@ -83,7 +99,7 @@ def read(path: str, table_schema: pa.Schema, filesystem: pafs.FileSystem) -> pa.
             stream,
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={f.name: f.type for f in csv_schema(table_schema)},
+                column_types={f.name: pa.string() if pa.types.is_list(f.type) else f.type for f in table_schema},
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
             ),

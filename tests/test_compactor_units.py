@@ -172,6 +172,15 @@ def test_number_lists_are_json_arrays_that_read_back_to_the_same_doubles():
     assert [None if c is None else json.loads(c) for c in cells] == values
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)) | st.none(), min_size=1))
+def test_a_csv_timestamp_cell_is_the_utc_time_to_the_microsecond_with_a_z(values):
+    utc = [None if v is None else v.replace(tzinfo=UTC) for v in values]
+    batch = pa.RecordBatch.from_arrays([pa.array(utc, pa.timestamp("us", tz="UTC"))], names=["created_at"])
+    cells = csvfiles.encode(batch).column("created_at").to_pylist()
+    assert cells == [None if v is None else v.strftime("%Y-%m-%d %H:%M:%S.%fZ") for v in utc]
+
+
 @pytest.fixture
 def small_csv(tmp_path):
     """A staged CSV of the users table, two rows, written by the compactor's own writer."""
