@@ -266,9 +266,10 @@ _AUTHOR_ROW = """{
 # An author is checked and flattened once per distinct object (``_Authors``), not once per tweet
 # that carries it: the hour of a followed account repeats a few hundred authors in every answer.
 # The key is the object's parsed values, exactly: a JSON text is never empty (so '' is an absent
-# key) and never holds a raw control character (so chr(31) separates values unambiguously).
+# key: ``concat`` skips a NULL) and never holds a raw control character (so chr(31) separates
+# values unambiguously). One ``concat``, not a chain of ``||``: the keys cost the query half as much.
 _USER_FIELDS = list(STRUCTURE["includes"]["users"][0])  # type: ignore[index]
-_AUTHOR_KEY = " || chr(31) || ".join(f"coalesce(u.{name}::varchar, '')" for name in _USER_FIELDS)
+_AUTHOR_KEY = "concat(" + ", chr(31), ".join(f"u.{name}::varchar" for name in _USER_FIELDS) + ")"
 _AUTHOR_OBJECT = ", ".join(f"'{name}': nullif(p[{at}], '')" for at, name in enumerate(_USER_FIELDS, 1))
 # Prepared once per engine, run with the keys in a variable. DuckDB binds it again at every EXECUTE
 # (~35 ms, its profiler's binding time, whatever the number of keys): a batch with new authors pays
